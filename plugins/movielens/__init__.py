@@ -1,0 +1,1 @@
+"""movielens-platform: the importable package behind the DAGs (Airflow puts plugins/ on sys.path)."""

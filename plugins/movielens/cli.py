@@ -1,0 +1,122 @@
+"""``python -m movielens.cli demo|ui``: the embedded default, end to end (what ``make demo`` / ``make ui`` run)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from movielens import config, localenv
+from movielens.config import VAR_DIR
+from movielens.lake import Lake
+from movielens.notify.mailbox import Mailbox
+from spark_jobs.common import layout
+
+DAG_ID = "movielens_daily"
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    keys = ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10")
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def print_summary(summary: dict, mail_dir: Path, timings: dict) -> None:
+    print("\n=== movielens_daily for", summary["ds"], "===")
+    print(f"Files: {summary['files_validated']} validated, {summary['files_rejected']} rejected")
+    for f in summary["files"]:
+        line = f"  {f['file']:<28} {f['zone']:<9} rows={f['rows']}"
+        reasons = f["reasons"] + f["notes"]
+        print(line + (f"  ({'; '.join(reasons)})" if reasons else ""))
+    print("Metrics:")
+    for name, metrics in summary["metrics"].items():
+        print(f"  {name:<14} {_fmt_metrics(metrics)}")
+    for user, recs in summary.get("sample_recommendations", {}).items():
+        print(f"Top {len(recs)} recommendations for user {user}:")
+        for r in recs:
+            print(f"  {r['rank']:>2}. {r['title']} (movie {r['movieId']})")
+    print("Run summary:", summary["outputs"]["run_summary"])
+    print("Emails:", mail_dir, "(open the .eml files with any mail client)")
+    print("Wall time (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+
+
+def demo(ds: str) -> int:
+    layout.check_ds(ds)
+    mail_dir = VAR_DIR / "mail"
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    with Mailbox(mail_dir) as mailbox:
+        env = localenv.airflow_env(smtp_conn=mailbox.connection_uri_json())
+        t0 = time.monotonic()
+        localenv.migrate(env)
+        timings["airflow_db_migrate"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        log_file = VAR_DIR / "logs" / f"demo-{ds}.log"
+        print(f"Running {DAG_ID} for {ds} with `airflow dags test` (log: {log_file}) ...", flush=True)
+        state = localenv.dags_test(DAG_ID, ds, env, conf={"ingest": "auto"}, log_file=log_file)
+        timings["dags_test"] = time.monotonic() - t0
+        emails_before = len(mailbox.messages())
+    timings["total"] = time.monotonic() - started
+    os.environ.update({k: v for k, v in env.items() if k.startswith("MOVIELENS_")})
+    lake = Lake.from_settings(config.load())
+    summary_path = lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY
+    if state != "success":
+        print(f"\n{DAG_ID} for {ds} did not succeed ({state}). See {log_file} and the failure email in {mail_dir}.")
+        return 1
+    summary = lake.read_json(summary_path)
+    spark_timings = summary["timings_s"].get("spark", {})
+    timings.update({f"spark_{k}": v for k, v in spark_timings.items()})
+    print_summary(summary, mail_dir, timings)
+    print(f"{emails_before} email(s) in {mail_dir}")
+    return 0
+
+
+def ui(port: int) -> int:
+    """``airflow standalone`` with the same configuration; stops with Ctrl-C."""
+    mail_dir = VAR_DIR / "mail"
+    with Mailbox(mail_dir) as mailbox:
+        env = localenv.airflow_env(smtp_conn=mailbox.connection_uri_json(), api_port=port)
+        localenv.migrate(env)
+        home = Path(env["AIRFLOW_HOME"])
+        proc = subprocess.Popen([str(localenv.VENV_BIN / "airflow"), "standalone"], env=env, start_new_session=True)
+        passwords = home / "simple_auth_manager_passwords.json.generated"
+        print(f"Airflow UI starting on http://localhost:{port} (about a minute). Emails go to {mail_dir}.", flush=True)
+        try:
+            for _ in range(120):
+                if passwords.exists():
+                    creds = json.loads(passwords.read_text())
+                    for user, password in creds.items():
+                        print(f"Log in as user '{user}' with password '{password}' (from {passwords})", flush=True)
+                    break
+                time.sleep(1)
+            proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="movielens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("demo", help="run movielens_daily end to end on the embedded default")
+    run.add_argument("--ds", default=dt.date.today().isoformat())
+    web = sub.add_parser("ui", help="the Airflow web UI with this project's DAGs")
+    web.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(args.ds)
+    return ui(args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Compute backends: each module builds the operator that runs a ``spark_jobs`` entry point.
+
+``local`` (the default) runs ``spark-submit`` on this machine. Databricks and EMR come later; the
+choice is ``MOVIELENS_COMPUTE``.
+"""
+
+from __future__ import annotations
+
+from spark_jobs.common import layout
+
+
+def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
+    """The command-line arguments of a Spark job, the same whatever runs it."""
+    layout.check_ds(ds)
+    return [
+        "--lake-root", lake_root,
+        "--ds", ds,
+        "--rank", str(settings.als_rank),
+        "--reg-param", str(settings.als_reg_param),
+        "--max-iter", str(settings.als_max_iter),
+        "--liked-threshold", str(settings.liked_threshold),
+        "--test-fraction", str(settings.test_fraction),
+        "--seed", str(settings.seed),
+        "--top-k", str(settings.top_k),
+    ]

@@ -1,0 +1,127 @@
+"""Every setting of the platform, in one place.
+
+Settings come from environment variables (``MOVIELENS_*``) with defaults that make the embedded
+default (``file://`` lake inside the checkout, local Spark, local SMTP) work with no set-up. DAG files
+read :func:`load` inside tasks, never at parse time, so changing a variable needs no redeploy.
+The README's configuration table lists the same variables; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The checkout: plugins/movielens/config.py -> repo root.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+INGEST_MODES = ("none", "folder", "download", "synthetic", "auto")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the configuration; build one with :func:`load`."""
+
+    lake_url: str
+    lake_conn_id: str | None
+    # After a landed file is copied and verified: "move" clears landing, "keep" leaves it.
+    landing_policy: str
+    # Landing: where the `land_files` task takes data from when the run asks it to.
+    ingest: str
+    movielens_dir: str | None
+    release: str
+    synthetic_size: str
+    cache_dir: Path
+    # Compute.
+    compute: str
+    spark_conn_id: str
+    spark_jobs_dir: Path
+    # Models and evaluation.
+    als_rank: int
+    als_reg_param: float
+    als_max_iter: int
+    liked_threshold: float
+    test_fraction: float
+    seed: int
+    top_k: int
+    # Notifications.
+    smtp_conn_id: str
+    email_from: str
+    email_to: list[str] = field(default_factory=list)
+    alert_email_to: list[str] = field(default_factory=list)
+    demo_user_ids: list[int] = field(default_factory=list)
+    airflow_base_url: str = "http://localhost:8080"
+
+    def validate(self) -> "Settings":
+        if self.ingest not in INGEST_MODES:
+            raise ValueError(f"MOVIELENS_INGEST must be one of {INGEST_MODES}, got {self.ingest!r}")
+        if self.landing_policy not in ("move", "keep"):
+            raise ValueError(f"MOVIELENS_LANDING_POLICY must be 'move' or 'keep', got {self.landing_policy!r}")
+        if self.compute != "local":
+            raise ValueError(
+                f"MOVIELENS_COMPUTE={self.compute!r} is not available yet: only 'local' is implemented"
+            )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"MOVIELENS_TEST_FRACTION must be between 0 and 1, got {self.test_fraction}")
+        return self
+
+
+def default_lake_url() -> str:
+    return (VAR_DIR / "lake").as_uri()
+
+
+def load() -> Settings:
+    """Read the settings from the environment (each call re-reads it)."""
+    return Settings(
+        lake_url=_env("MOVIELENS_LAKE_URL", default_lake_url()),
+        lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or None,
+        landing_policy=_env("MOVIELENS_LANDING_POLICY", "move"),
+        ingest=_env("MOVIELENS_INGEST", "none"),
+        movielens_dir=os.environ.get("MOVIELENS_DIR") or None,
+        release=_env("MOVIELENS_RELEASE", "ml-latest-small"),
+        synthetic_size=_env("MOVIELENS_SYNTHETIC_SIZE", "small"),
+        cache_dir=Path(_env("MOVIELENS_CACHE_DIR", str(VAR_DIR / "cache"))),
+        compute=_env("MOVIELENS_COMPUTE", "local"),
+        spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
+        spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),
+        als_rank=_env_int("MOVIELENS_ALS_RANK", 10),
+        als_reg_param=_env_float("MOVIELENS_ALS_REG_PARAM", 0.1),
+        als_max_iter=_env_int("MOVIELENS_ALS_MAX_ITER", 10),
+        liked_threshold=_env_float("MOVIELENS_LIKED_THRESHOLD", 4.0),
+        test_fraction=_env_float("MOVIELENS_TEST_FRACTION", 0.25),
+        seed=_env_int("MOVIELENS_SEED", 42),
+        top_k=_env_int("MOVIELENS_TOP_K", 10),
+        smtp_conn_id=_env("MOVIELENS_SMTP_CONN_ID", "smtp_default"),
+        email_from=_env("MOVIELENS_EMAIL_FROM", "movielens-platform@localhost"),
+        email_to=_env_list("MOVIELENS_EMAIL_TO", "data-team@localhost"),
+        alert_email_to=_env_list("MOVIELENS_ALERT_EMAIL_TO", _env("MOVIELENS_EMAIL_TO", "data-team@localhost")),
+        demo_user_ids=[int(u) for u in _env_list("MOVIELENS_DEMO_USERS", "1")],
+        airflow_base_url=_env("MOVIELENS_AIRFLOW_BASE_URL", "http://localhost:8080"),
+    ).validate()

@@ -1,0 +1,246 @@
+"""The lake contract on the Airflow side: zone paths as ObjectStoragePath, and routing that loses nothing.
+
+The layout itself (zone names, partitions, table paths) is defined once in
+:mod:`spark_jobs.common.layout`, shared with the Spark jobs; this module adds storage access through
+Airflow's ``ObjectStoragePath`` (fsspec), so one code path serves ``file://``, ``s3://`` and ``abfs://``.
+
+Routing a landed file (:meth:`Lake.route`) is copy -> verify -> record -> clear:
+
+1. copy the landed bytes to ``validated/ds=D/<name>`` or ``rejected/ds=D/<name>`` (skipped when the
+   destination already holds the same bytes: a rerun after a crash);
+2. verify the destination's size and SHA-256 against the landed file (a mismatch raises, landing kept);
+3. write the routing record ``reports/ds=D/files/<name>.json`` (and, for a rejected file, the report
+   ``rejected/ds=D/<stem>.report.json``), and remove a same-named copy from the other zone, which a
+   new landing of that name supersedes;
+4. if the policy is ``move`` (the default), delete the landed file.
+
+A crash or kill between any two steps leaves the file in landing, its destination, or both; a rerun
+finishes the job without duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from spark_jobs.common import layout
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+CHUNK = 8 * 1024 * 1024
+LANDING_POLICIES = ("move", "keep")
+
+
+class RoutingError(RuntimeError):
+    """A copy did not verify; the landed file is kept."""
+
+
+@dataclass
+class FileDigest:
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class RoutingRecord:
+    file: str
+    kind: str | None
+    ds: str
+    run_id: str
+    zone: str
+    destination: str
+    bytes: int
+    sha256: str
+    passed: bool
+    rows: int | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    gx_summary: dict[str, Any] | None = None
+    report: str | None = None
+    routed_at: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def digest(path: "ObjectStoragePath") -> FileDigest:
+    """Size and SHA-256 of a file, streamed."""
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return FileDigest(size, sha.hexdigest())
+
+
+def _copy_stream(src: "ObjectStoragePath", dst: "ObjectStoragePath") -> FileDigest:
+    sha = hashlib.sha256()
+    size = 0
+    with src.open("rb") as reader, dst.open("wb") as writer:
+        while chunk := reader.read(CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+            writer.write(chunk)
+    return FileDigest(size, sha.hexdigest())
+
+
+class Lake:
+    """A lake rooted at a URL (``file://``, ``s3://bucket/prefix``, ``abfs://container/prefix``)."""
+
+    def __init__(self, url: str, conn_id: str | None = None):
+        if "://" not in url:
+            raise ValueError(f"the lake URL must have a scheme (file://, s3://, abfs://), got {url!r}")
+        scheme, rest = url.split("://", 1)
+        if "@" in rest.split("/", 1)[0]:
+            # ObjectStoragePath reads scheme://NAME@... as connection id NAME.
+            raise ValueError(
+                f"{url!r} looks like a Spark-style URL (container@account); give the lake as "
+                f"{scheme}://<container>/<prefix> and the account through the connection"
+            )
+        self.url = url.rstrip("/")
+        self.conn_id = conn_id
+
+    @classmethod
+    def from_settings(cls, settings) -> "Lake":
+        return cls(settings.lake_url, settings.lake_conn_id)
+
+    # --- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> "ObjectStoragePath":
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(layout.join(self.url, *parts), conn_id=self.conn_id)
+
+    def zone(self, zone: str, ds: str) -> "ObjectStoragePath":
+        return self.path(layout.zone_dir("", zone, ds).lstrip("/"))
+
+    def table(self, zone: str, table: str, ds: str) -> "ObjectStoragePath":
+        return self.path(layout.table_dir("", zone, table, ds).lstrip("/"))
+
+    def record_path(self, ds: str, file_name: str) -> "ObjectStoragePath":
+        return self.zone(layout.REPORTS, ds) / layout.ROUTING_RECORDS / f"{file_name}.json"
+
+    def spark_root(self) -> str:
+        """The lake root as Spark addresses it. ``file://`` is used as is."""
+        scheme = self.url.split("://", 1)[0]
+        if scheme == "file":
+            return self.url
+        if scheme == "s3":
+            return "s3a://" + self.url.split("://", 1)[1]
+        raise NotImplementedError(f"Spark access to {scheme}:// lakes is not implemented yet")
+
+    def local_root(self) -> str:
+        if not self.url.startswith("file://"):
+            raise ValueError(f"{self.url} is not a local lake")
+        return self.url[len("file://") :]
+
+    # --- reading -----------------------------------------------------------------------------
+    def files(self, zone: str, ds: str) -> list["ObjectStoragePath"]:
+        folder = self.zone(zone, ds)
+        if not folder.exists():
+            return []
+        return sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+
+    def landed_files(self, ds: str) -> list["ObjectStoragePath"]:
+        """Every file in ``landing/ds=D/`` (any name: a file of unknown kind is routed to rejected)."""
+        return self.files(layout.LANDING, ds)
+
+    def records(self, ds: str) -> list[dict[str, Any]]:
+        folder = self.zone(layout.REPORTS, ds) / layout.ROUTING_RECORDS
+        if not folder.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".json")]
+
+    def validated_dates(self, upto: str) -> list[str]:
+        """Dates with a validated partition, up to and including ``upto``."""
+        root = self.path(layout.VALIDATED)
+        if not root.exists():
+            return []
+        return sorted(p.name[3:] for p in root.iterdir() if p.name.startswith("ds=") and p.name[3:] <= upto)
+
+    def read_json(self, path: "ObjectStoragePath") -> Any:
+        return json.loads(path.read_text())
+
+    def write_json(self, path: "ObjectStoragePath", obj: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    # --- landing -----------------------------------------------------------------------------
+    def land_bytes_from(self, local_file, ds: str, name: str | None = None) -> "ObjectStoragePath":
+        """Copy a local file byte-for-byte into ``landing/ds=D/`` and verify it."""
+        from airflow.sdk import ObjectStoragePath
+
+        src = ObjectStoragePath(f"file://{local_file}")
+        dst = self.zone(layout.LANDING, ds) / (name or src.name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        copied = _copy_stream(src, dst)
+        if digest(dst) != copied:
+            raise RoutingError(f"landing copy of {local_file} to {dst} did not verify")
+        return dst
+
+    # --- routing -----------------------------------------------------------------------------
+    def route(
+        self,
+        landed: "ObjectStoragePath",
+        ds: str,
+        *,
+        passed: bool,
+        run_id: str,
+        kind: str | None,
+        details: dict[str, Any] | None = None,
+        policy: str = "move",
+    ) -> RoutingRecord:
+        """Copy, verify, record, then (policy ``move``) clear the landed file. Idempotent."""
+        if policy not in LANDING_POLICIES:
+            raise ValueError(f"landing policy must be one of {LANDING_POLICIES}, got {policy!r}")
+        zone, other = (layout.VALIDATED, layout.REJECTED) if passed else (layout.REJECTED, layout.VALIDATED)
+        source = digest(landed)
+        destination = self.zone(zone, ds) / landed.name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if not (destination.exists() and digest(destination) == source):
+            copied = _copy_stream(landed, destination)
+            if copied != source:
+                raise RoutingError(f"{landed.name} changed while it was being copied; landing kept")
+            if digest(destination) != source:
+                raise RoutingError(f"copy of {landed.name} to {destination} did not verify; landing kept")
+
+        details = details or {}
+        record = RoutingRecord(
+            file=landed.name,
+            kind=kind,
+            ds=ds,
+            run_id=run_id,
+            zone=zone,
+            destination=str(destination),
+            bytes=source.bytes,
+            sha256=source.sha256,
+            passed=passed,
+            rows=details.get("rows"),
+            failures=details.get("failures", []),
+            notes=details.get("notes", []),
+            gx_summary=details.get("gx_summary"),
+            routed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            timings_s=details.get("timings_s", {}),
+        )
+        if not passed:
+            report = self.zone(layout.REJECTED, ds) / layout.report_name(landed.name)
+            record.report = str(report)
+            self.write_json(report, record.to_dict())
+        self.write_json(self.record_path(ds, landed.name), record.to_dict())
+
+        # A same-named file from an earlier landing that went the other way is superseded.
+        stale = self.zone(other, ds) / landed.name
+        if stale.exists():
+            stale.unlink()
+            if other == layout.REJECTED:
+                stale_report = self.zone(layout.REJECTED, ds) / layout.report_name(landed.name)
+                if stale_report.exists():
+                    stale_report.unlink()
+        if policy == "move":
+            landed.unlink()
+        return record

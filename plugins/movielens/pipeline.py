@@ -1,0 +1,182 @@
+"""What the daily DAG's glue tasks do. The DAG file only wires these together.
+
+Every function takes the run's ``ds`` and touches only that date's partitions (plus validated history
+<= ds), so each task can be rerun or backfilled alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from movielens import config
+from movielens.lake import Lake
+from spark_jobs.common import layout
+
+log = logging.getLogger(__name__)
+
+# Movies are validated first: ratings and tags are checked against the movies known by then.
+KIND_ORDER = {"movies": 0, "links": 1, "ratings": 2, "tags": 3}
+
+
+class NoValidatedRatings(RuntimeError):
+    """Training was asked for, but no ratings file up to ds passed validation."""
+
+
+def find_landed_files(ds: str) -> dict[str, list[str]]:
+    """Names of the files in ``landing/ds=D/``: movies files and all the others, each sorted."""
+    lake = Lake.from_settings(config.load())
+    names = [p.name for p in lake.landed_files(ds)]
+    movies = sorted(n for n in names if layout.file_kind(n) == "movies")
+    others = sorted((n for n in names if layout.file_kind(n) != "movies"), key=lambda n: (KIND_ORDER.get(layout.file_kind(n) or "", 9), n))
+    log.info("landed for ds=%s: %d movies files, %d others", ds, len(movies), len(others))
+    return {"movies": movies, "others": others}
+
+
+def known_movie_ids(lake: Lake, ds: str) -> set[int]:
+    """movieIds of every validated movies file with partition date <= ds."""
+    import pyarrow.csv as pacsv
+
+    ids: set[int] = set()
+    for date in lake.validated_dates(ds):
+        for path in lake.files(layout.VALIDATED, date):
+            if layout.file_kind(path.name) != "movies":
+                continue
+            with path.open("rb") as handle:
+                table = pacsv.read_csv(handle, convert_options=pacsv.ConvertOptions(include_columns=["movieId"]))
+            ids.update(int(v) for v in table.column("movieId").to_pylist() if v is not None)
+    return ids
+
+
+def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
+    """Validate one landed file, then route it to validated/ or rejected/ (copy, verify, record)."""
+    from movielens.validation import validate_file
+
+    settings = config.load()
+    lake = Lake.from_settings(settings)
+    landed = lake.zone(layout.LANDING, ds) / name
+    if not landed.exists():
+        # Already routed by an earlier try that died after clearing landing: report its record.
+        record_path = lake.record_path(ds, name)
+        if record_path.exists():
+            log.info("%s was already routed; keeping its record", name)
+            return lake.read_json(record_path)
+        raise FileNotFoundError(f"{landed} is gone and no routing record exists for it")
+
+    kind = layout.file_kind(name)
+    started = time.monotonic()
+    if kind is None:
+        details = {
+            "rows": None,
+            "failures": [
+                {
+                    "check": "file_kind",
+                    "message": f"cannot tell the file's kind from its name {name!r}: expected a .csv "
+                    f"whose name starts with one of {', '.join(layout.FILE_KINDS)}",
+                    "examples": [],
+                }
+            ],
+        }
+        passed = False
+    else:
+        known = known_movie_ids(lake, ds) if kind in ("ratings", "tags") else None
+        outcome = validate_file(landed, kind, dt.date.fromisoformat(ds), known_movie_ids=known)
+        details = outcome.to_dict()
+        passed = outcome.passed
+    validate_s = time.monotonic() - started
+    details["timings_s"] = {"validate": round(validate_s, 3)}
+    record = lake.route(landed, ds, passed=passed, run_id=run_id, kind=kind, details=details, policy=settings.landing_policy)
+    record.timings_s["route"] = round(time.monotonic() - started - validate_s, 3)
+    lake.write_json(lake.record_path(ds, name), record.to_dict())
+    verdict = "validated" if passed else "REJECTED: " + "; ".join(f["check"] for f in record.failures)
+    log.info("%s -> %s (%s)", name, record.zone, verdict)
+    return record.to_dict()
+
+
+def check_training_data(ds: str) -> dict[str, Any]:
+    """Fail clearly, before Spark starts, when no validated ratings exist up to ds."""
+    lake = Lake.from_settings(config.load())
+    dates = [
+        date
+        for date in lake.validated_dates(ds)
+        if any(layout.file_kind(p.name) == "ratings" for p in lake.files(layout.VALIDATED, date))
+    ]
+    if not dates:
+        rejected = [r["file"] for r in lake.records(ds) if not r["passed"] and r.get("kind") == "ratings"]
+        why = f" (rejected today: {', '.join(rejected)}; see rejected/ds={ds}/)" if rejected else ""
+        raise NoValidatedRatings(f"no validated ratings file with ds <= {ds}: refusing to train{why}")
+    return {"validated_ratings_dates": dates}
+
+
+def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> dict[str, list[dict]]:
+    import pyarrow.parquet as pq
+
+    folder = lake.table(layout.GOLD, "recommendations", ds)
+    if not folder.exists() or not user_ids:
+        return {}
+    table = pq.read_table(folder.path, filesystem=folder.fs, filters=[("userId", "in", user_ids), ("rank", "<=", k)])
+    out: dict[str, list[dict]] = {}
+    for row in sorted(table.to_pylist(), key=lambda r: (r["userId"], r["rank"])):
+        out.setdefault(str(row["userId"]), []).append(
+            {"rank": row["rank"], "movieId": row["movieId"], "title": row["title"], "score": round(float(row["score"]), 4)}
+        )
+    return out
+
+
+def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = None) -> dict[str, Any]:
+    """Collect routing records, the Spark report and sample recommendations into one summary."""
+    settings = config.load()
+    lake = Lake.from_settings(settings)
+    records = lake.records(ds)
+    spark_path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
+    spark = lake.read_json(spark_path) if spark_path.exists() else {}
+    files = [
+        {
+            "file": r["file"],
+            "kind": r.get("kind"),
+            "zone": r["zone"],
+            "passed": r["passed"],
+            "rows": r.get("rows"),
+            "bytes": r["bytes"],
+            "sha256": r["sha256"],
+            "destination": r["destination"],
+            "reasons": [f"{f['check']}: {f['message']}" for f in r.get("failures", [])],
+            "notes": r.get("notes", []),
+            "report": r.get("report"),
+        }
+        for r in records
+    ]
+    models = spark.get("models", {})
+    summary = {
+        "ds": ds,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "lake": lake.url,
+        "landing": landing or {},
+        "files": files,
+        "files_validated": sum(1 for f in files if f["passed"]),
+        "files_rejected": sum(1 for f in files if not f["passed"]),
+        "row_counts": {
+            "files": {f["file"]: f["rows"] for f in files},
+            **spark.get("counts", {}),
+        },
+        "timings_s": {
+            "validate_and_route": {r["file"]: r.get("timings_s", {}) for r in records},
+            "spark": spark.get("timings_s", {}),
+        },
+        "models": models,
+        "metrics": {name: model.get("metrics", {}) for name, model in models.items()},
+        "protocol": spark.get("protocol", {}),
+        "outputs": {
+            **spark.get("outputs", {}),
+            "run_summary": str(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),
+            "validated": str(lake.zone(layout.VALIDATED, ds)),
+            "rejected": str(lake.zone(layout.REJECTED, ds)),
+        },
+        "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),
+    }
+    lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)
+    return summary

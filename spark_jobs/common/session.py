@@ -1,0 +1,63 @@
+"""SparkSession and small file I/O through Hadoop's FileSystem (so file://, s3a://, abfss:// all work)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pyspark.sql import SparkSession
+
+
+def get_session(app_name: str) -> SparkSession:
+    """The job's session. Master and resources come from spark-submit; defaults suit local[*]."""
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        # Small data by default; AQE coalesces partitions when the data is larger.
+        .config("spark.sql.shuffle.partitions", os.environ.get("MOVIELENS_SHUFFLE_PARTITIONS", "8"))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        # Keep ds as the text YYYY-MM-DD it is in the path, never a guessed date type.
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+    )
+    return builder.getOrCreate()
+
+
+def _fs_and_path(spark: SparkSession, url: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(url)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, path
+
+
+def exists(spark: SparkSession, url: str) -> bool:
+    fs, path = _fs_and_path(spark, url)
+    return bool(fs.exists(path))
+
+
+def delete(spark: SparkSession, url: str) -> None:
+    """Remove a file or folder if present (used to clear a partition that has no data any more)."""
+    fs, path = _fs_and_path(spark, url)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
+def list_names(spark: SparkSession, url: str) -> list[str]:
+    fs, path = _fs_and_path(spark, url)
+    if not fs.exists(path):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(path))
+
+
+def write_text(spark: SparkSession, url: str, text: str) -> None:
+    fs, path = _fs_and_path(spark, url)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def write_json(spark: SparkSession, url: str, obj) -> None:
+    write_text(spark, url, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,50 @@
+"""Shared fixtures: a throwaway lake, a local SparkSession, a real local SMTP server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Spark's Python workers must run this interpreter (it has numpy/pandas); bind Spark to loopback.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture
+def lake_url(tmp_path, monkeypatch) -> str:
+    """A file:// lake in a temporary folder, set as MOVIELENS_LAKE_URL for the test."""
+    url = (tmp_path / "lake").as_uri()
+    monkeypatch.setenv("MOVIELENS_LAKE_URL", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("movielens-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def mailbox(tmp_path):
+    from movielens.notify.mailbox import Mailbox
+
+    with Mailbox(tmp_path / "mail") as box:
+        yield box

@@ -1,0 +1,77 @@
+"""Every DAG imports cleanly and fast, and follows the project's rules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+HEAVY = {"pyspark", "pandas", "great_expectations", "numpy", "pyarrow"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_there_are_dags():
+    assert DAG_FILES, "no DAG files found"
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_dag_per_file_named_after_it(dagbag):
+    for path in DAG_FILES:
+        ids = [dag_id for dag_id, dag in dagbag.dags.items() if Path(dag.fileloc).name == path.name]
+        assert ids == [path.stem], f"{path.name} defines {ids}"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_rules(dagbag, path):
+    dag = dagbag.dags[path.stem]
+    assert dag.tags, "tags"
+    assert dag.doc_md and len(dag.doc_md) > 200, "doc_md explains the DAG"
+    assert dag.catchup is False or dag.catchup is True, "catchup stated"
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None, "timezone-aware start_date"
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{task.task_id}: retries >= 2"
+        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        assert any(callbacks), f"{task.task_id}: a failure callback"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_no_heavy_imports_at_top_level(path):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:  # top level only; imports inside tasks are fine
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert name.split(".")[0] not in HEAVY, f"{path.name} imports {name} at top level"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_parsing_does_not_load_heavy_modules_and_is_fast(path):
+    """Import the DAG file in a fresh interpreter: no pyspark/pandas/GX loaded, under 10 s."""
+    code = (
+        "import sys, time, runpy; t = time.monotonic();"
+        f"runpy.run_path({str(path)!r});"
+        "heavy = sorted(m for m in {'pyspark', 'great_expectations', 'pandas'} if m in sys.modules);"
+        "print(heavy); print(round(time.monotonic() - t, 2))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy, seconds = done.stdout.strip().splitlines()[-2:]
+    assert heavy == "[]", f"parsing {path.name} loaded {heavy}"
+    assert float(seconds) < 10, f"parsing {path.name} took {seconds} s"
