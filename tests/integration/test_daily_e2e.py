@@ -1,0 +1,99 @@
+"""movielens_daily end to end with `airflow dags test`: generated data, the file:// lake, local Spark and a
+real local SMTP server. Checks the lake zones, the run summary, the email, and that a rerun changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from movielens import localenv
+from spark_jobs.common import layout
+
+pytestmark = pytest.mark.e2e
+
+DS = "2026-11-20"
+METRIC_KEYS = {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10"}
+
+
+def lake_files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", ".json")}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from movielens import synthetic
+
+    folder = tmp_path_factory.mktemp("source")
+    synthetic.generate_size(folder, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    # One bad file beside the good ones: it must be rejected with a report while the run goes on.
+    (folder / "ratings_broken.csv").write_text("userId,movieId,rating,timestamp\n1,1,7.5,964982703\n2,1,4.0,964982703\n")
+    return folder
+
+
+def run_dag(tmp_path, mailbox, source):
+    env = localenv.airflow_env(
+        home=tmp_path / "airflow",
+        smtp_conn=mailbox.connection_uri_json(),
+        lake_url=(tmp_path / "lake").as_uri(),
+        extra={
+            "MOVIELENS_DIR": str(source),
+            "MOVIELENS_EMAIL_TO": "team@example.test",
+            "MOVIELENS_DEMO_USERS": "1",
+            "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
+            "MOVIELENS_SPARK_DRIVER_MEMORY": "2g",
+        },
+    )
+    localenv.migrate(env)
+    return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
+
+
+def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
+    state = run_dag(tmp_path, mailbox, source)
+    log = (tmp_path / "dags_test.log").read_text()
+    assert state == "success", log[-5000:]
+    lake = tmp_path / "lake"
+
+    validated = sorted(p.name for p in (lake / "validated" / f"ds={DS}").iterdir())
+    assert validated == ["links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    rejected = sorted(p.name for p in (lake / "rejected" / f"ds={DS}").iterdir())
+    assert rejected == ["ratings_broken.csv", "ratings_broken.report.json"]
+    for name in validated:
+        assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
+    assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
+    for table in ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations"):
+        assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
+    assert (lake / "models" / f"ds={DS}" / "als_explicit").is_dir()
+
+    summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
+    assert summary["files_validated"] == 4 and summary["files_rejected"] == 1
+    broken = next(f for f in summary["files"] if f["file"] == "ratings_broken.csv")
+    assert broken["zone"] == "rejected" and broken["reasons"], broken
+    assert METRIC_KEYS <= set(summary["metrics"]["als_explicit"])
+    assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
+    assert {"precision_at_10", "ndcg_at_10"} <= set(summary["metrics"]["popularity"])
+    assert summary["row_counts"]["silver"]["ratings"] > 0
+    assert {"bronze", "silver", "train"} <= set(summary["timings_s"]["spark"])
+    recs = summary["sample_recommendations"]["1"]
+    assert len(recs) == 10 and all(r["title"] for r in recs)
+
+    messages = mailbox.messages()
+    success = [m for m in messages if DS in m["Subject"] and "FAILED" not in m["Subject"]]
+    assert len(success) == 1, [m["Subject"] for m in messages]
+    body = success[0].get_body(preferred_list=("html", "plain")).get_content()
+    assert "team@example.test" in success[0]["To"]
+    assert "ratings_broken.csv" in body and "rmse" in body.lower()
+    assert recs[0]["title"] in body
+
+    # A rerun of the same date (files landed again) leaves the same files, bytes and counts.
+    before = lake_files(lake)
+    state = run_dag(tmp_path, mailbox, source)
+    assert state == "success", (tmp_path / "dags_test.log").read_text()[-5000:]
+    after = lake_files(lake)
+    assert sorted(after) == sorted(before)
+    data_files = [k for k in before if k.endswith(".csv")]
+    assert all(after[k] == before[k] for k in data_files)
+    summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
+    assert summary_again["metrics"] == summary["metrics"]
+    assert summary_again["row_counts"] == summary["row_counts"]
