@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ def dags_test(dag_id: str, ds: str, env: dict[str, str], conf: dict | None = Non
     if log_file:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text(output)
-    if "state=success" in output.replace("'", "").replace('"', "") or "DagRunState.SUCCESS" in output:
-        return "success"
-    return "failed" if done.returncode == 0 or "state=failed" in output else f"error (exit {done.returncode})"
+    match = re.search(r"DagRun Finished: .*?state=(\w+)", output)
+    if match:
+        return match.group(1)
+    return f"unknown (exit {done.returncode}; no 'DagRun Finished' line)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from urllib.parse import quote
 from typing import Any
 
 from movielens import config
@@ -176,6 +177,7 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
             "validated": str(lake.zone(layout.VALIDATED, ds)),
             "rejected": str(lake.zone(layout.REJECTED, ds)),
         },
+        "links": {"airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"},
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),
     }
     lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)

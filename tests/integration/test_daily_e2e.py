@@ -81,7 +81,7 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     messages = mailbox.messages()
     success = [m for m in messages if DS in m["Subject"] and "FAILED" not in m["Subject"]]
     assert len(success) == 1, [m["Subject"] for m in messages]
-    body = success[0].get_body(preferred_list=("html", "plain")).get_content()
+    body = success[0].get_body(preferencelist=("html", "plain")).get_content()
     assert "team@example.test" in success[0]["To"]
     assert "ratings_broken.csv" in body and "rmse" in body.lower()
     assert recs[0]["title"] in body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
+import logging
 import socket
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ class Mailbox:
     def __enter__(self) -> "Mailbox":
         from aiosmtpd.controller import Controller
 
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP line at INFO
         self._controller = Controller(_SaveToFolder(self.folder), hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self
