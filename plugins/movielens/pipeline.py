@@ -12,6 +12,8 @@ import time
 from urllib.parse import quote
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from movielens import config
 from movielens.lake import Lake
 from spark_jobs.common import layout
@@ -22,8 +24,8 @@ log = logging.getLogger(__name__)
 KIND_ORDER = {"movies": 0, "links": 1, "ratings": 2, "tags": 3}
 
 
-class NoValidatedRatings(RuntimeError):
-    """Training was asked for, but no ratings file up to ds passed validation."""
+class NoValidatedRatings(AirflowFailException):
+    """No ratings file up to ds passed validation. Fails the task at once: retrying cannot help."""
 
 
 def find_landed_files(ds: str) -> dict[str, list[str]]:

@@ -97,3 +97,22 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary_again["metrics"] == summary["metrics"]
     assert summary_again["row_counts"] == summary["row_counts"]
+
+
+def test_no_valid_ratings_fails_the_run_with_a_failure_email(tmp_path, mailbox):
+    """Only a movies file and a bad ratings file land: the run refuses to train and emails the team."""
+    folder = tmp_path / "only_bad_ratings"
+    folder.mkdir()
+    (folder / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n")
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,9.0,964982703\n")
+    state = run_dag(tmp_path, mailbox, folder)
+    log = (tmp_path / "dags_test.log").read_text()
+    assert state == "failed", log[-3000:]
+    assert "no validated ratings file with ds <= 2026-11-20" in log
+    lake = tmp_path / "lake"
+    assert (lake / "rejected" / f"ds={DS}" / "ratings.csv").read_bytes() == (folder / "ratings.csv").read_bytes()
+    assert not (lake / "bronze").exists(), "Spark never ran on rejected data"
+    failures = [m for m in mailbox.messages() if "FAILED" in m["Subject"]]
+    assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 1)"]
+    body = failures[0].get_body(preferencelist=("html",)).get_content()
+    assert "no validated ratings file" in body and "check_training_data" in body and "/tasks/check_training_data" in body
