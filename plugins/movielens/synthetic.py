@@ -60,13 +60,13 @@ HALF_STARS_SINCE = dt.datetime(2003, 2, 12, tzinfo=dt.timezone.utc)  # MovieLens
 _BLOCK_USERS = 256  # users per random stream; fixed so that chunk_rows never changes the output
 _RANK = 10  # latent factors
 _FACTOR_SD = (0.5 / np.sqrt(_RANK)) ** 0.5  # per entry, so that a user-item factor product has sd ~0.5
-_GLOBAL_MEAN = 3.62  # before rounding and clipping; the written mean comes out near 3.5, like MovieLens
-_USER_BIAS_SD = 0.40
-_ITEM_BIAS_SD = 0.40
-_NOISE_SD = 0.60
+_GLOBAL_MEAN = 3.68  # before rounding and clipping; the written mean comes out near 3.5, like MovieLens
+_USER_BIAS_SD = 0.45
+_ITEM_BIAS_SD = 0.45
+_NOISE_SD = 0.70
 _ZIPF_EXPONENT = 1.0  # item popularity ~ 1 / (rank + offset) ** exponent
 _TAGGER_SHARE = 0.10  # about one user in ten tags (58 of 610 in ml-latest-small)
-_TAG_RATE = 0.30  # a tagger tags about this share of the movies they rated
+_TAG_RATE = 0.20  # a tagger tags about this share of the movies they rated
 _MISSING_TMDB = 0.001  # real links.csv has a few movies without a tmdbId
 
 _RATING_TEXT = [f"{i / 2:.1f}" for i in range(11)]  # index = 2 * rating: "0.5" .. "5.0"
@@ -206,7 +206,8 @@ def _ratings_per_user(rng: np.random.Generator, users: int, movies: int, ratings
     weights = rng.lognormal(0.0, 1.25, users)
     counts = np.full(users, floor, np.int64)
     extra = ratings - floor * users
-    cap = movies
+    # Nobody rates everything: the most active user of ml-1m rated 62 % of its movies.
+    cap = min(movies, max(int(0.6 * movies), -(-ratings // users)))
     # Hand out the extra ratings in proportion to the weights; users at the cap drop out and the
     # overflow goes round again (a few passes at most).
     open_ = np.ones(users, bool)
@@ -239,7 +240,9 @@ class _Catalog:
     def __init__(self, rng: np.random.Generator, movies: int, first_year: int, last_year: int) -> None:
         m = movies
         # Sparse, increasing ids like the real files (ml-latest-small: 9,742 movies up to id 193,609).
-        self.ids = np.cumsum(rng.geometric(0.4, m)).astype(np.int64)
+        gaps = rng.geometric(0.4, m)
+        gaps[0] = 1
+        self.ids = np.cumsum(gaps).astype(np.int64)
         # Release years lean recent, from 1915 up to the last year of the data.
         lo = min(1915, last_year)
         years = lo + np.floor((last_year - lo + 1) * rng.beta(3.0, 1.3, m)).astype(np.int64)
@@ -270,6 +273,7 @@ class _Catalog:
         self.log_pop = np.log(weight / weight.sum())
         self.cdf = np.cumsum(np.exp(self.log_pop))
         zpop = (self.log_pop - self.log_pop.mean()) / (self.log_pop.std() or 1.0)
+        zpop -= np.exp(self.log_pop) @ zpop  # centred on what gets rated, so the mean stays put
         self.bias = rng.normal(0.0, _ITEM_BIAS_SD, m) + 0.15 * zpop
         # Latent factors: half from genres (so taste for a genre carries across its movies), half free.
         genre_loadings = rng.normal(0.0, 1.0, (len(GENRES), _RANK))
