@@ -1,4 +1,4 @@
-"""A synthetic dataset shaped like MovieLens, from 2,000 ratings to ML-25M size.
+"""A synthetic dataset shaped like MovieLens, from a few thousand ratings to ML-25M size.
 
 Writes ``ratings.csv``, ``movies.csv``, ``tags.csv`` and ``links.csv`` in the exact CSV layout of the
 GroupLens ml-latest releases (same headers, LF line ends, double quotes only where a field needs them,
@@ -16,7 +16,7 @@ own random stream (derived from the seed and the block number), as numpy arrays,
 text every ``chunk_rows`` rows. Because the random streams follow the blocks, not the chunks, the
 output is byte-identical for a given seed whatever ``chunk_rows`` is.
 
-Command line: ``python -m movielens.synthetic --size tiny|small|1m|25m --out DIR [--seed N]``.
+Command line: ``python -m movielens.synthetic --size tiny|small|1m|25m --out DIR [--seed N] [--end YYYY-MM-DD]``.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def generate(
     t_start = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp())
     t_end = int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.timezone.utc).timestamp()) + 86_399
 
-    catalog = _Catalog(np.random.default_rng(_stream(seed, 0)), movies, start.year, end.year)
+    catalog = _Catalog(np.random.default_rng(_stream(seed, 0)), movies, end.year)
     counts = _ratings_per_user(np.random.default_rng(_stream(seed, 1)), users, movies, ratings)
 
     _write_rows(out_dir / "movies.csv", HEADERS["movies"], catalog.movie_rows())
@@ -237,7 +237,7 @@ def _apportion(total: int, weights: np.ndarray, limit: np.ndarray) -> np.ndarray
 class _Catalog:
     """Everything per movie: ids, titles, genres, links, popularity and latent factors."""
 
-    def __init__(self, rng: np.random.Generator, movies: int, first_year: int, last_year: int) -> None:
+    def __init__(self, rng: np.random.Generator, movies: int, last_year: int) -> None:
         m = movies
         # Sparse, increasing ids like the real files (ml-latest-small: 9,742 movies up to id 193,609).
         gaps = rng.geometric(0.4, m)
@@ -268,8 +268,7 @@ class _Catalog:
         self.tmdb_missing = rng.random(m) < _MISSING_TMDB
 
         # Popularity: Zipf over a random order of the movies; popular movies are a bit better liked.
-        pop_rank = rng.permutation(m)
-        weight = 1.0 / (pop_rank + 3.0) ** _ZIPF_EXPONENT
+        weight = _popularity(rng, m)
         self.log_pop = np.log(weight / weight.sum())
         self.cdf = np.cumsum(np.exp(self.log_pop))
         zpop = (self.log_pop - self.log_pop.mean()) / (self.log_pop.std() or 1.0)
@@ -293,6 +292,11 @@ class _Catalog:
             yield movie_id, f"{imdb:07d}", "" if missing else tmdb
 
 
+def _popularity(rng: np.random.Generator, m: int) -> np.ndarray:
+    pop_rank = rng.permutation(m)
+    return 1.0 / (pop_rank + 3.0) ** _ZIPF_EXPONENT
+
+
 def _title(rng: np.random.Generator, year: int) -> str:
     adj = _ADJECTIVES[rng.integers(len(_ADJECTIVES))]
     noun = _NOUNS[rng.integers(len(_NOUNS))]
@@ -309,13 +313,12 @@ def _title(rng: np.random.Generator, year: int) -> str:
     elif kind == 4:
         base = f"{noun} in {_PLACES[rng.integers(len(_PLACES))]}, A"
     elif kind == 5:
-        base = f"{adj} {noun} {rng.choice(['2', '3', 'II', 'Part II'])}"
+        base = f"{adj} {noun} {('2', '3', 'II', 'Part II')[rng.integers(4)]}"
     elif kind == 6:
         base = f"{noun}: {adj} {noun2}"
     elif kind == 7:
         word, article = _FOREIGN[rng.integers(len(_FOREIGN))]
-        sep = "" if article.endswith("'") else " "
-        base = f"{word}, {article}{sep}".rstrip() + f" ({adj} {noun})"
+        base = f"{word}, {article} ({adj} {noun})"  # like "Atalante, L' (1934)" with an English title
     elif kind == 8:
         base = f"{noun}, {noun2} and Me"
     else:
