@@ -23,7 +23,6 @@ import argparse
 import csv
 import hashlib
 import http.client
-import io
 import json
 import os
 import re
@@ -157,7 +156,7 @@ class _Progress:
         self.enabled = self.tty if enabled is None else enabled
         self.label, self.total = label, total
         self.started = self.last = time.monotonic()
-        self.last_step = -1
+        self.last_step, self.last_done = -1, -1
 
     def update(self, done: int, final: bool = False) -> None:
         if not self.enabled:
@@ -165,22 +164,22 @@ class _Progress:
         now = time.monotonic()
         if self.tty:
             if final or now - self.last >= 0.25:
-                self.stream.write("\r" + self._line(done, now) + ("\n" if final else ""))
+                # Padded so that a shorter line fully covers the previous one.
+                self.stream.write("\r" + self._line(done, now).ljust(72) + ("\n" if final else ""))
                 self.stream.flush()
                 self.last = now
             return
         step = int(10 * done / self.total) if self.total else int((now - self.started) // 10)
-        if final or step > self.last_step:
+        if step > self.last_step or (final and done != self.last_done):
             self.stream.write(self._line(done, now) + "\n")
             self.stream.flush()
-            self.last_step = step
+            self.last_step, self.last_done = step, done
 
     def _line(self, done: int, now: float) -> str:
         rate = done / max(now - self.started, 1e-6)
         if self.total:
             return (
-                f"{self.label}  {_size(done)} / {_size(self.total)}  {100 * done / self.total:5.1f}%  "
-                f"{_size(rate)}/s"
+                f"{self.label}  {_size(done)} / {_size(self.total)}  {100 * done / self.total:5.1f}%  {_size(rate)}/s"
             )
         return f"{self.label}  {_size(done)}  {_size(rate)}/s"
 
@@ -515,7 +514,9 @@ def convert_legacy(src_dir: Path, out_dir: Path) -> Path:
     try:
         if layout == "ml-100k":
             genre_names = _ml100k_genre_order(folder)
-            _write_csv(work / "movies.csv", ("movieId", "title", "genres"), _ml100k_movies(sources["movies"], genre_names))
+            _write_csv(
+                work / "movies.csv", ("movieId", "title", "genres"), _ml100k_movies(sources["movies"], genre_names)
+            )
             _write_ratings(work / "ratings.csv", _ml100k_ratings(sources["ratings"]))
         else:
             _write_csv(work / "movies.csv", ("movieId", "title", "genres"), _dat_movies(sources["movies"]))

@@ -81,14 +81,21 @@ def resolve_source(settings: config.Settings, mode: str, ds: str) -> tuple[Path 
 
 
 def land_folder(lake: Lake, folder: Path, ds: str) -> list[str]:
-    """Copy every CSV of ``folder`` byte-for-byte into ``landing/ds=D/``; returns the names."""
-    names = []
+    """Copy the MovieLens CSVs of ``folder`` (ratings*, movies*, tags*, links*) byte-for-byte into
+    ``landing/ds=D/``; returns the names. Other CSVs (ml-25m's genome-*.csv, 400 MB) are not landed,
+    and the log says so."""
+    names, skipped = [], []
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() == ".csv":
+            if layout.file_kind(path.name) is None:
+                skipped.append(path.name)
+                continue
             lake.land_bytes_from(path, ds)
             names.append(path.name)
+    if skipped:
+        log.warning("not landed (not a ratings/movies/tags/links file): %s", ", ".join(skipped))
     if not names:
-        raise FileNotFoundError(f"no .csv files in {folder}")
+        raise FileNotFoundError(f"no ratings/movies/tags/links .csv files in {folder}")
     return names
 
 

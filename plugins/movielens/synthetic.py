@@ -60,11 +60,12 @@ HALF_STARS_SINCE = dt.datetime(2003, 2, 12, tzinfo=dt.timezone.utc)  # MovieLens
 _BLOCK_USERS = 256  # users per random stream; fixed so that chunk_rows never changes the output
 _RANK = 10  # latent factors
 _FACTOR_SD = (0.5 / np.sqrt(_RANK)) ** 0.5  # per entry, so that a user-item factor product has sd ~0.5
-_GLOBAL_MEAN = 3.68  # before rounding and clipping; the written mean comes out near 3.5, like MovieLens
+_GLOBAL_MEAN = 3.65  # before rounding and clipping; the written mean comes out near 3.5, like MovieLens
 _USER_BIAS_SD = 0.45
 _ITEM_BIAS_SD = 0.45
 _NOISE_SD = 0.70
-_ZIPF_EXPONENT = 1.0  # item popularity ~ 1 / (rank + offset) ** exponent
+_ZIPF_EXPONENT = 1.2  # item popularity ~ 1 / (rank + offset) ** exponent
+_TOP_MOVIE_SHARE = 0.5  # share of users who rated the most popular movie (the offset is solved for it)
 _TAGGER_SHARE = 0.10  # about one user in ten tags (58 of 610 in ml-latest-small)
 _TAG_RATE = 0.20  # a tagger tags about this share of the movies they rated
 _MISSING_TMDB = 0.001  # real links.csv has a few movies without a tmdbId
@@ -138,8 +139,8 @@ def generate(
     t_start = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp())
     t_end = int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.timezone.utc).timestamp()) + 86_399
 
-    catalog = _Catalog(np.random.default_rng(_stream(seed, 0)), movies, end.year)
     counts = _ratings_per_user(np.random.default_rng(_stream(seed, 1)), users, movies, ratings)
+    catalog = _Catalog(np.random.default_rng(_stream(seed, 0)), movies, end.year, counts)
 
     _write_rows(out_dir / "movies.csv", HEADERS["movies"], catalog.movie_rows())
     _write_rows(out_dir / "links.csv", HEADERS["links"], catalog.link_rows())
@@ -237,7 +238,7 @@ def _apportion(total: int, weights: np.ndarray, limit: np.ndarray) -> np.ndarray
 class _Catalog:
     """Everything per movie: ids, titles, genres, links, popularity and latent factors."""
 
-    def __init__(self, rng: np.random.Generator, movies: int, last_year: int) -> None:
+    def __init__(self, rng: np.random.Generator, movies: int, last_year: int, counts: np.ndarray) -> None:
         m = movies
         # Sparse, increasing ids like the real files (ml-latest-small: 9,742 movies up to id 193,609).
         gaps = rng.geometric(0.4, m)
@@ -267,8 +268,8 @@ class _Catalog:
         self.tmdb[by_year] = np.sort(rng.choice(max(1_000_000, 2 * m), m, replace=False) + 2)
         self.tmdb_missing = rng.random(m) < _MISSING_TMDB
 
-        # Popularity: Zipf over a random order of the movies; popular movies are a bit better liked.
-        weight = _popularity(rng, m)
+        # Popularity (Zipf, see _popularity); popular movies are a bit better liked.
+        weight = _popularity(rng, m, counts)
         self.log_pop = np.log(weight / weight.sum())
         self.cdf = np.cumsum(np.exp(self.log_pop))
         zpop = (self.log_pop - self.log_pop.mean()) / (self.log_pop.std() or 1.0)
@@ -292,9 +293,27 @@ class _Catalog:
             yield movie_id, f"{imdb:07d}", "" if missing else tmdb
 
 
-def _popularity(rng: np.random.Generator, m: int) -> np.ndarray:
-    pop_rank = rng.permutation(m)
-    return 1.0 / (pop_rank + 3.0) ** _ZIPF_EXPONENT
+def _popularity(rng: np.random.Generator, m: int, counts: np.ndarray) -> np.ndarray:
+    """Zipf weights ``1 / (rank + 1 + offset) ** exponent`` over a random order of the movies.
+
+    A plain Zipf head is too strong: every user would rate the top movie. The offset is solved for (by
+    bisection) so that the most popular movie is rated by about half the users, as in MovieLens
+    (Forrest Gump: 54 % of users in ml-latest-small, 50 % in ML-25M), whatever the sizes.
+    """
+    ranks = np.arange(1, m + 1, dtype=float)
+    n = counts.astype(float)
+
+    def top_share(offset: float) -> float:
+        w = (ranks + offset) ** -_ZIPF_EXPONENT
+        p_top = w[0] / w.sum()
+        return float(np.mean(1.0 - np.exp(-p_top * n)))  # chance that a user's draws include it
+
+    lo, hi = 0.0, 10.0 * m
+    if top_share(lo) > _TOP_MOVIE_SHARE:
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if top_share(mid) > _TOP_MOVIE_SHARE else (lo, mid)
+    return (rng.permutation(m) + 1.0 + lo) ** -_ZIPF_EXPONENT
 
 
 def _title(rng: np.random.Generator, year: int) -> str:
@@ -348,7 +367,9 @@ def _rating_block(
     # Activity windows: half the users rate everything within a day, the rest over days to years.
     first_ts = t_lo + (rng.random(n_users) * span_total).astype(np.int64)
     one_day = rng.random(n_users) < 0.5
-    span = np.where(one_day, rng.uniform(600, 86_400, n_users), np.exp(rng.uniform(np.log(86_400), np.log(3e8), n_users)))
+    span = np.where(
+        one_day, rng.uniform(600, 86_400, n_users), np.exp(rng.uniform(np.log(86_400), np.log(3e8), n_users))
+    )
     span = np.minimum(span, t_hi - first_ts).astype(np.int64)
 
     keys = _sample_pairs(rng, counts, cat.cdf, cat.log_pop)  # local user * m + movie index, sorted
@@ -418,7 +439,7 @@ def _tag_block(
     rng: np.random.Generator,
     user_ids: np.ndarray,
     item: np.ndarray,
-    twice: np.ndarray,
+    _twice: np.ndarray,  # the ratings: unused, taggers tag whatever they rated
     ts: np.ndarray,
     *,
     force_tagger: bool,
@@ -445,7 +466,9 @@ def _tag_block(
 # --- writing --------------------------------------------------------------------------------------
 
 
-def _ratings_text(movie_ids: np.ndarray, user_ids: np.ndarray, item: np.ndarray, twice: np.ndarray, ts: np.ndarray) -> str:
+def _ratings_text(
+    movie_ids: np.ndarray, user_ids: np.ndarray, item: np.ndarray, twice: np.ndarray, ts: np.ndarray
+) -> str:
     # An f-string per row is the fastest plain formatting here (~0.4 s per million rows, 3x pandas).
     stars = [_RATING_TEXT[v] for v in twice.tolist()]
     rows = zip(user_ids.tolist(), movie_ids[item].tolist(), stars, ts.tolist())
