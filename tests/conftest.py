@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ def spark():
     )
     yield session
     session.stop()
+    # py4j logs from __del__ after pytest has closed its capture streams: keep it quiet.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture

@@ -1,255 +1,427 @@
-"""Validate one landed file: file-level checks, then its Great Expectations suite, chunk by chunk.
+"""``validate_file``: one streaming pass over a landed file.
 
-Rows are read in chunks of ``CHUNK_ROWS`` (bounded memory whatever the file size), typed (a value
-that is not a number where one is expected becomes null, so GX's not-null expectation reports it, with
-the raw text as the example), and validated with the suite of the file's kind. Uniqueness that spans
-chunks (ratings' (userId, movieId), movies' movieId) is checked with sorted int64 keys at the end.
+1. :class:`~movielens.validation.filechecks.ByteChecker` checks the bytes as they stream (decision
+   table in :mod:`movielens.validation.filechecks`), and reads the header, which must be the suite's
+   ``expect_table_columns_to_match_ordered_list`` exactly.
+2. ``pyarrow.csv.open_csv`` parses the rest in blocks of ``BLOCK_SIZE`` bytes (bounded memory at any
+   file size; lines with the wrong field count are collected with their line numbers, not fatal).
+3. :class:`~movielens.validation.evaluator.StreamingEvaluator` evaluates every expectation of the
+   kind's GX suite on every batch, vectorised; uniqueness across the file is decided at the end from
+   int64 keys (8 bytes a row, sorted once, and not even that when the keys arrive sorted, as
+   MovieLens ratings do).
+4. GX Core validates the first ``gx_rows`` rows with the same suite (pandas), and its per-expectation
+   counts must equal the evaluator's on those rows (:mod:`movielens.validation.gxrun`).
+
+Parsing: a file whose columns are all numbers (ratings, links) is parsed typed by Arrow (fast), once a
+byte filter has made sure its data lines contain nothing but digits, ``-.eE,"`` and line breaks; any
+other byte, or an Arrow conversion error, re-reads the file with the
+strict parse (numbers read as text and matched against strict patterns). Files
+with text columns (movies, tags) use the strict parse from the start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from movielens.config import PROJECT_ROOT
-from movielens.validation.filechecks import MAX_EXAMPLES, Failure, iter_records, scan_bytes
+import numpy as np
 
-SUITES_DIR = PROJECT_ROOT / "expectations"
-CHUNK_ROWS = 500_000
+from movielens.validation import filechecks as fc
+from movielens.validation.evaluator import ARROW_TYPES, StreamingEvaluator, Tally, parse_text_column, typed_column
+from movielens.validation.filechecks import ByteChecker, FileCheckError, NeedsStrictParse
+from movielens.validation.model import FILE_KINDS, MAX_EXAMPLES, Failure, ValidationOutcome
+from movielens.validation.suites import SuiteSpec, load_spec, run_parameters
 
-# How each column is read before GX sees it: int / float (non-numbers -> null), str (empty -> null),
-# or text (kept as written; empty -> null; used for ids with leading zeros and optional fields).
-COLUMNS: dict[str, dict[str, str]] = {
-    "ratings": {"userId": "int", "movieId": "int", "rating": "float", "timestamp": "int"},
-    "movies": {"movieId": "int", "title": "str", "genres": "str"},
-    "tags": {"userId": "int", "movieId": "int", "tag": "str", "timestamp": "int"},
-    "links": {"movieId": "int", "imdbId": "text", "tmdbId": "text"},
-}
-FILE_KINDS = tuple(COLUMNS)
-_INT = re.compile(r"^-?\d+$")
+__all__ = ["FILE_KINDS", "GX_SAMPLE_ROWS", "BLOCK_SIZE", "ValidationOutcome", "validate_file"]
 
-
-@dataclass
-class ValidationOutcome:
-    kind: str
-    passed: bool
-    rows: int | None
-    failures: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    gx_summary: dict | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: Rows validated by GX itself (the first rows of the file); every row is validated by the evaluator.
+GX_SAMPLE_ROWS = 200_000
+#: Bytes per parsed block (and per read from the lake).
+BLOCK_SIZE = 8 << 20
+GX_DISAGREEMENT = "gx_disagreement"
 
 
-@lru_cache(maxsize=None)
-def load_suite_dict(kind: str) -> str:
-    path = SUITES_DIR / f"{kind}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no Great Expectations suite for kind {kind!r} at {path}")
-    return path.read_text()
+class _Restart(Exception):
+    """The fast typed parse gives way to the strict one (the file is read again from the start)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-@lru_cache(maxsize=1)
-def _gx():
-    """One ephemeral GX context with a pandas batch definition, built on first use (GX imports slowly)."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+class _InvalidRows:
+    """Lines the parser could not split into the right number of fields (pyarrow's invalid_row_handler)."""
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = context.data_sources.add_pandas("movielens_landing").add_dataframe_asset("landed_file")
-    return gx, asset.add_batch_definition_whole_dataframe("chunk")
+    def __init__(self, width: int):
+        self.width = width
+        self.count = 0
+        self.unnumbered = 0
+        self.numbers: list[int] = []  # record numbers (1 = first line after the header, blank lines not counted)
+        self.examples: list[tuple[int, str, int]] = []  # (record number, text, fields)
 
-
-def _typed_frame(lines: list[int], rows: list[list[str]], kind: str):
-    import pandas as pd
-
-    raw = pd.DataFrame(rows, columns=list(COLUMNS[kind]), index=pd.Index(lines, name="line"))
-    typed = pd.DataFrame(index=raw.index)
-    for column, how in COLUMNS[kind].items():
-        values = raw[column].str.strip()
-        if how == "int":
-            ok = values.str.fullmatch(_INT.pattern)
-            typed[column] = pd.to_numeric(values.where(ok), errors="coerce").astype("Int64")
-        elif how == "float":
-            typed[column] = pd.to_numeric(values, errors="coerce")
-        else:
-            typed[column] = raw[column].where(raw[column].str.strip() != "", None)
-    return raw, typed
+    def __call__(self, row) -> str:
+        self.count += 1
+        if row.number is None:
+            self.unnumbered += 1
+        elif len(self.numbers) < fc.LINE_LIMIT_STORED:
+            self.numbers.append(int(row.number))
+            if len(self.examples) <= MAX_EXAMPLES:
+                self.examples.append((int(row.number), row.text, int(row.actual_columns)))
+        return "skip"
 
 
-def _check_name(config: dict) -> str:
-    meta = config.get("meta") or {}
-    if meta.get("check"):
-        return meta["check"]
-    kwargs = config["kwargs"]
-    column = kwargs.get("column") or "+".join(kwargs.get("column_list", [])) or "table"
-    return f"{column}:{config['type']}"
+def _expand(x: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Positions ``x`` counted without ``gaps`` -> positions counting them (both 1-based, gaps sorted)."""
+    if gaps.size == 0:
+        return x
+    shifted = gaps - np.arange(gaps.size)
+    return x + np.searchsorted(shifted, x, side="right")
 
 
-def _examples(result: dict, raw, column: str | None) -> list[dict]:
-    out = []
-    for item in (result.get("unexpected_index_list") or [])[:MAX_EXAMPLES]:
-        line = item.get("line") if isinstance(item, dict) else item
-        if line is None:
+class _LineMap:
+    def __init__(self, invalid: _InvalidRows, blank_lines: list[int]):
+        self.invalid = np.asarray(sorted(invalid.numbers), dtype=np.int64)
+        self.blank = np.asarray(sorted(blank_lines), dtype=np.int64)
+
+    def of_records(self, numbers) -> list[int]:
+        """Record numbers (pyarrow's, 1-based after the header) -> file lines."""
+        return _expand(np.asarray(numbers, dtype=np.int64) + 1, self.blank).tolist()
+
+    def of_rows(self, rows) -> list[int]:
+        """Parsed row indexes (0-based, bad lines skipped) -> file lines."""
+        records = _expand(np.asarray(rows, dtype=np.int64) + 1, self.invalid)
+        return self.of_records(records)
+
+
+def _as_date(run_date) -> dt.date:
+    if isinstance(run_date, dt.datetime):
+        return run_date.date()
+    if isinstance(run_date, dt.date):
+        return run_date
+    return dt.date.fromisoformat(str(run_date))
+
+
+def validate_file(
+    path,
+    kind: str,
+    run_date: dt.date,
+    *,
+    known_movie_ids: "set[int] | None" = None,
+    gx_rows: int | None = GX_SAMPLE_ROWS,
+    suites_dir=None,
+) -> ValidationOutcome:
+    """Validate one file of ``kind`` (one of :data:`FILE_KINDS`) for ``run_date``.
+
+    ``path``: anything with ``.open("rb")`` and ``.name`` (``pathlib.Path``, Airflow's
+    ``ObjectStoragePath``); it is streamed, never assumed local, and opened a second time only when the
+    fast typed parse has to give way to the strict one (a file with bad values). ``known_movie_ids``:
+    the movieIds every ratings/tags movieId must be in (``movie_id_known``); None leaves that check
+    out. ``gx_rows``: how many leading rows GX Core validates itself (None: all rows, slower).
+    Problems of the file are reported in the outcome; only I/O errors (and a broken suite) raise.
+    """
+    if kind not in FILE_KINDS:
+        raise ValueError(f"unknown file kind {kind!r}; expected one of {FILE_KINDS}")
+    spec = load_spec(kind, suites_dir)
+    params, leave_out, notes = run_parameters(spec, _as_date(run_date), known_movie_ids)
+    strict = not spec.all_numeric
+    restarts: list[str] = []
+    while True:
+        try:
+            outcome = _scan(path, spec, params, tuple(leave_out), strict=strict, gx_rows=gx_rows)
+        except _Restart as again:
+            if strict:
+                raise RuntimeError(f"validation of {getattr(path, 'name', path)} cannot restart: {again.reason}") from None
+            restarts.append(again.reason)
+            strict = True
             continue
-        if column and column in raw.columns:
-            value = raw.at[line, column]
-        else:
-            value = ",".join(str(v) for v in raw.loc[line].tolist())
-        out.append({"line": int(line), "value": str(value)})
-    return out
+        outcome.notes[:0] = notes + [f"read again with the strict parser: {r}" for r in restarts]
+        if outcome.gx_summary is not None:
+            outcome.gx_summary["run_date"] = _as_date(run_date).isoformat()
+        return outcome
 
 
-class _Accumulator:
-    """Collects per-chunk GX results into one verdict per expectation."""
+def _scan(path, spec: SuiteSpec, params: dict, leave_out: tuple[str, ...], *, strict: bool, gx_rows) -> ValidationOutcome:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    def __init__(self):
-        self.by_check: dict[str, dict] = {}
-
-    def add(self, gx_result: dict, raw) -> None:
-        for r in gx_result["results"]:
-            config = r["expectation_config"]
-            name = _check_name(config)
-            entry = self.by_check.setdefault(
-                name,
-                {"config": config, "unexpected": 0, "elements": 0, "examples": [], "success": True, "observed": None},
+    outcome = ValidationOutcome(kind=spec.kind, passed=False, rows=None)
+    with path.open("rb") as raw:
+        checker = ByteChecker(raw, numeric_alphabet=not strict)
+        try:
+            header = checker.read_header()
+        except FileCheckError as err:
+            outcome.failures.append(err.failure)
+            return outcome
+        names = fc.parse_header(header)
+        if names != spec.columns:
+            outcome.failures.append(
+                Failure(fc.COLUMNS, fc.describe_header(names, spec.columns), [{"line": 1, "value": fc._show(header)}])
             )
-            result = r.get("result") or {}
-            entry["unexpected"] += int(result.get("unexpected_count") or 0)
-            entry["elements"] += int(result.get("element_count") or 0)
-            if result.get("observed_value") is not None:
-                entry["observed"] = result["observed_value"]
-            room = MAX_EXAMPLES - len(entry["examples"])
-            if room > 0 and result.get("unexpected_count"):
-                entry["examples"] += _examples(result, raw, config["kwargs"].get("column"))[:room]
-            if not r["success"]:
-                entry["success"] = False
+            return outcome
 
-    def verdicts(self) -> tuple[list[Failure], list[str], dict]:
-        failures, notes, summary = [], [], {}
-        for name, e in self.by_check.items():
-            mostly = e["config"]["kwargs"].get("mostly")
-            if mostly and e["elements"]:
-                # Chunk verdicts on a `mostly` expectation are combined over the whole file.
-                e["success"] = e["unexpected"] <= (1 - mostly) * e["elements"] + 1e-9
-            summary[name] = {"success": e["success"], "unexpected_count": e["unexpected"], "element_count": e["elements"]}
-            if not e["success"]:
-                what = f"{e['unexpected']} of {e['elements']} value(s) fail" if e["elements"] else f"observed {e['observed']}"
-                failures.append(Failure(name, f"{e['config']['type']} {json.dumps(_printable_kwargs(e['config']['kwargs']))}: {what}", e["examples"]))
-            elif e["unexpected"]:
-                notes.append(
-                    f"{name}: {e['unexpected']} of {e['elements']} value(s) fail, within mostly={mostly}; "
-                    f"tolerated (e.g. line {e['examples'][0]['line']}: {e['examples'][0]['value']})" if e["examples"] else ""
-                )
-        return failures, [n for n in notes if n], summary
+        invalid = _InvalidRows(len(spec.columns))
+        read_types = {c: (pa.string() if strict else ARROW_TYPES[spec.column_types[c]]) for c in spec.columns}
+        evaluator = StreamingEvaluator(spec, params, leave_out)
+        gx = None
+        gx_left = gx_rows or 0
+        try:
+            reader = pacsv.open_csv(
+                checker,
+                read_options=pacsv.ReadOptions(column_names=spec.columns, block_size=BLOCK_SIZE, use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=invalid, newlines_in_values=False, ignore_empty_lines=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=read_types, null_values=[""], strings_can_be_null=True,
+                    quoted_strings_can_be_null=True, check_utf8=False,
+                ),
+            )
+            pending: list = []  # the leading rows for GX, validated together as one DataFrame
 
+            def run(part, to_gx: bool) -> None:
+                nonlocal gx
+                columns = {
+                    name: (parse_text_column(part.column(i), spec.column_types[name])
+                           if strict and spec.column_types[name] != "str"
+                           else typed_column(part.column(i), spec.column_types[name]))
+                    for i, name in enumerate(spec.columns)
+                }
+                first = evaluator.rows
+                counts = evaluator.process(columns, part.num_rows)
+                if to_gx:
+                    if gx is None:
+                        from movielens.validation.gxrun import GXSlices
 
-def _printable_kwargs(kwargs: dict) -> dict:
-    out = {}
-    for key, value in kwargs.items():
-        if isinstance(value, (list, set)) and len(value) > 12:
-            out[key] = f"<{len(value)} values>"
+                        gx = GXSlices(spec, params, leave_out)
+                    gx.validate(columns, part.num_rows, counts, first)
+
+            for batch in reader:
+                n = batch.num_rows
+                if not n:
+                    continue
+                if gx_rows is None:
+                    run(batch, True)
+                elif gx_left > 0:
+                    take = min(n, gx_left)
+                    pending.append(batch.slice(0, take))
+                    gx_left -= take
+                    if gx_left == 0:
+                        run(pa.Table.from_batches(pending), True)
+                        pending = []
+                    if take < n:
+                        run(batch.slice(take), False)
+                else:
+                    run(batch, False)
+            if pending:
+                run(pa.Table.from_batches(pending), True)
+            checker.drain()
+        except NeedsStrictParse:
+            raise _Restart("a data line holds a character other than digits, '-', '.', 'e', ',' and quotes") from None
+        except FileCheckError as err:
+            outcome.failures.append(err.failure)
+            return outcome
+        except pa.ArrowInvalid as err:
+            message = str(err)
+            empty = message.startswith("Empty CSV file") and not evaluator.rows and not invalid.count
+            if not strict and not empty and "conversion error" in message.lower():
+                raise _Restart(f"a value does not parse as its column's type ({message})") from None
+            try:
+                checker.drain()  # every byte checked; a byte-level cause further on explains an error better
+            except FileCheckError as cause:
+                outcome.failures.append(cause.failure)
+                return outcome
+            if not empty:  # (empty: nothing but blank lines after the header -> header_only below)
+                outcome.failures.append(Failure(fc.CSV_PARSE_ERROR, f"the CSV parser stopped: {message}"))
+                return outcome
+        if invalid.unnumbered:  # only happens with use_threads=True (measured no faster through the checker)
+            raise RuntimeError("the CSV parser gave bad lines without their line numbers")
+
+    summary = checker.summary
+    outcome.notes += fc.notes_for(summary)
+    lines = _LineMap(invalid, summary.blank_lines)
+    outcome.rows = evaluator.rows + invalid.count
+
+    # Line-level failures.
+    bad_lines = list(invalid.examples)
+    bad_count = invalid.count
+    if not summary.ends_with_newline and summary.last_line_complete and summary.lines > 1:
+        fields = fc.field_count(summary.last_line)
+        if fields != len(spec.columns):
+            outcome.failures.append(
+                Failure(fc.TRUNCATED_LAST_LINE,
+                        f"the last line (line {summary.lines}) has {fields} field(s), not {len(spec.columns)}, and no line "
+                        "break after it: the file looks cut short (incomplete upload?)",
+                        [{"line": summary.lines, "value": fc._show(summary.last_line)}])
+            )
+            mapped = lines.of_records([e[0] for e in bad_lines]) if bad_lines else []
+            keep = [e for e, line in zip(bad_lines, mapped) if line != summary.lines]
+            bad_count -= len(bad_lines) - len(keep)
+            bad_lines = keep
         else:
-            out[key] = value
-    return out
-
-
-def _duplicates(keys, lines) -> tuple[int, list[dict]]:
-    import numpy as np
-
-    if keys.size == 0:
-        return 0, []
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    dup = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
-    examples = [{"line": int(lines[order][i]), "value": str(int(sorted_keys[i]))} for i in dup[:MAX_EXAMPLES]]
-    return int(dup.size), examples
-
-
-def validate_file(path, kind: str, run_date: dt.date, *, known_movie_ids: "set[int] | None" = None) -> ValidationOutcome:
-    """Validate a landed file (anything with ``.open('rb')``) as ``kind`` for the run date."""
-    import numpy as np
-
-    if kind not in COLUMNS:
-        raise ValueError(f"unknown file kind {kind!r}; one of {FILE_KINDS}")
-    with path.open("rb") as handle:
-        scan = scan_bytes(handle)
-    outcome = ValidationOutcome(kind=kind, passed=False, rows=None, failures=list(scan.failures), notes=list(scan.notes))
-    if outcome.failures:
+            outcome.notes.append(
+                f"no line break after the last line (line {summary.lines}): accepted, the line has all {fields} fields"
+            )
+    if bad_count:
+        mapped = lines.of_records([e[0] for e in bad_lines[:MAX_EXAMPLES]])
+        outcome.failures.append(
+            Failure(fc.COLUMN_COUNT,
+                    f"{bad_count} line(s) do not have {len(spec.columns)} fields (first at line {mapped[0]}: "
+                    f"{bad_lines[0][2]} fields); those lines were skipped, every other row was checked",
+                    [{"line": line, "value": fc._show(text.encode())} for (_, text, _), line in zip(bad_lines, mapped)])
+        )
+    if summary.blank_count:
+        outcome.failures.append(fc.blank_line_failure(summary))
+    if outcome.rows == 0:
+        outcome.failures.append(Failure(fc.HEADER_ONLY, "the file has a header line but no data rows"))
         return outcome
 
-    gx, batch_definition = _gx()
-    suite = gx.ExpectationSuite(**json.loads(load_suite_dict(kind)))
-    end_of_day = dt.datetime.combine(run_date, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
-    parameters: dict[str, Any] = {"max_timestamp": int(end_of_day.timestamp())}
-    uses_known = any((e.meta or {}).get("check") == "movie_id_known" for e in suite.expectations)
-    if uses_known:
-        if known_movie_ids is None:
-            suite.expectations = [e for e in suite.expectations if (e.meta or {}).get("check") != "movie_id_known"]
-            outcome.notes.append("movie_id_known: not checked (no known movie ids were given)")
-        else:
-            parameters["known_movie_ids"] = sorted(known_movie_ids)
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": ["line"], "partial_unexpected_count": MAX_EXAMPLES}
-
-    accumulator = _Accumulator()
-    structural: list[Failure] = []
-    key_parts, line_parts = [], []
-    rows = 0
-    lines: list[int] = []
-    buffer: list[list[str]] = []
-
-    def flush():
-        raw, typed = _typed_frame(lines, buffer, kind)
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": typed})
-        accumulator.add(batch.validate(suite, result_format=result_format, expectation_parameters=parameters).to_json_dict(), raw)
-        if kind == "ratings":
-            u = typed["userId"].fillna(0).to_numpy(dtype="int64")
-            m = typed["movieId"].fillna(0).to_numpy(dtype="int64")
-            key_parts.append((u << 32) | (m & 0xFFFFFFFF))
-        elif kind in ("movies", "links"):
-            key_parts.append(typed["movieId"].fillna(0).to_numpy(dtype="int64"))
-        line_parts.append(np.asarray(lines, dtype="int64"))
-
-    with path.open("rb") as handle:
-        for line, fields in iter_records(handle, list(COLUMNS[kind]), scan, structural):
-            lines.append(line)
-            buffer.append(fields)
-            rows += 1
-            if len(buffer) >= CHUNK_ROWS:
-                flush()
-                lines, buffer = [], []
-        if buffer:
-            flush()
-    outcome.rows = rows
-    if structural:
-        outcome.failures += structural
-        return outcome
-    if not scan.ends_with_newline:
-        outcome.notes.append("no line break after the last line: accepted (the last line is complete)")
-
-    failures, notes, summary = accumulator.verdicts()
-    # Uniqueness across chunks (within one chunk GX already saw it; report once, from the whole file).
-    if len(key_parts) > 1:
-        count, examples = _duplicates(np.concatenate(key_parts), np.concatenate(line_parts))
-        name = "userId+movieId:expect_compound_columns_to_be_unique" if kind == "ratings" else "movieId:expect_column_values_to_be_unique"
-        if kind in ("ratings", "movies", "links") and count and all(f.check != name for f in failures):
-            failures.append(Failure(name, f"{count} duplicate key(s) across the file", examples))
-    outcome.failures += failures
-    outcome.notes += notes
-    outcome.gx_summary = {
-        "suite": suite.name,
-        "evaluated_expectations": len(summary),
-        "successful_expectations": sum(1 for s in summary.values() if s["success"]),
-        "unsuccessful_expectations": sum(1 for s in summary.values() if not s["success"]),
-        "chunks": len(line_parts),
-        "results": summary,
-    }
+    # Expectations.
+    tallies = evaluator.finish()
+    for t in tallies:
+        if not t.success:
+            outcome.failures.append(
+                Failure(t.check, _message(t), [{"line": line, "value": value} for line, value in _examples(t, lines)])
+            )
+        elif t.unexpected:
+            first = _examples(t, lines)[:1]
+            example = f" (e.g. line {first[0][0]}: {first[0][1]!r})" if first else ""
+            outcome.notes.append(
+                f"{t.check}: {t.unexpected} of {t.nonmissing} values fail, within mostly={t.kwargs.get('mostly')}: tolerated{example}"
+            )
+    if gx is not None:
+        for d in gx.disagreements[:MAX_EXAMPLES]:
+            outcome.failures.append(
+                Failure(GX_DISAGREEMENT,
+                        f"{d['check']}: GX counts {d['gx']} unexpected on rows {d['rows'][0]}-{d['rows'][1]}, the streaming "
+                        f"evaluator {d['streaming']}: the file is not accepted on a check the two engines read differently",
+                        [])
+            )
+    outcome.gx_summary = _gx_summary(spec, params, tallies, gx, evaluator.rows, lines, leave_out)
     outcome.passed = not outcome.failures
     return outcome
+
+
+def _examples(t: Tally, lines: _LineMap) -> list[tuple[int, str]]:
+    if not t.examples:
+        return []
+    mapped = lines.of_rows([row for row, _ in t.examples])
+    return [(line, value) for line, (_, value) in zip(mapped, t.examples)]
+
+
+def _printable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in kwargs.items():
+        if key in ("column", "column_list", "mostly"):
+            continue
+        if isinstance(value, (list, tuple, set, frozenset)) and len(value) > 12:
+            value = f"<{len(value)} values>"
+        out[key] = value
+    return out
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    parts = []
+    for key, value in _printable(kwargs).items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if key in ("min_value", "max_value") and isinstance(value, int) and "timestamp" in str(kwargs.get("column")):
+            when = dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            value = f"{value} ({when})"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _message(t: Tally) -> str:
+    spec = t.spec
+    etype = spec.type
+    why = f" [{spec.description}]" if spec.description else ""
+    if etype == "expect_table_row_count_to_be_between":
+        return f"{t.observed} data rows; {etype} {_describe(t.kwargs)}{why}"
+    if etype in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+        repeated = (t.observed or {}).get("repeated_keys")
+        return (f"{t.unexpected} rows share their ({', '.join(spec.columns)}) with another row "
+                f"({repeated} repeated keys); {etype}{why}")
+    what = f"{t.unexpected} of {t.nonmissing if etype != 'expect_column_values_to_not_be_null' else t.elements} values of {spec.column}"
+    detail = _describe(t.kwargs)
+    mostly = t.kwargs.get("mostly")
+    tolerance = ""
+    if mostly is not None and t.nonmissing:
+        tolerance = f"; mostly={mostly} needs {mostly:.0%} to pass, {1 - t.unexpected / t.nonmissing:.2%} do"
+    return f"{what} fail {etype}" + (f" ({detail})" if detail else "") + tolerance + why
+
+
+def _stored_kwargs(t: Tally) -> dict[str, Any]:
+    """The expectation's kwargs as evaluated (suite parameters filled in, as GX records them), except
+    that a parameter holding a collection (``known_movie_ids``: thousands of ids) stays the reference
+    ``{"$PARAMETER": name}``; ``suite_parameters`` of the summary says what it held."""
+    from movielens.validation.gxrun import jsonable
+
+    out = {}
+    for key, raw in t.spec.kwargs.items():
+        value = t.kwargs.get(key, raw)
+        if isinstance(raw, dict) and "$PARAMETER" in raw and isinstance(value, (set, frozenset, list, tuple)):
+            value = dict(raw)
+        out[key] = jsonable(value)
+    return out
+
+
+def _gx_summary(spec: SuiteSpec, params: dict, tallies: list[Tally], gx, rows: int, lines: _LineMap,
+                leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The per-expectation results over the whole file (JSON), kept in the routing record.
+
+    Besides the counts, each result holds what GX Data Docs need to render it without the file
+    (:mod:`movielens.validation.datadocs`): ``kwargs`` as evaluated, ``partial_unexpected_list`` (up
+    to ``MAX_EXAMPLES`` unexpected values, as written in the file; ``None`` for a missing value) and
+    ``partial_unexpected_lines`` (their lines in the file, the header being line 1).
+    """
+    from movielens.validation.gxrun import jsonable
+
+    gx_results = gx.summary() if gx is not None else {}
+    results = []
+    for t in tallies:
+        examples = _examples(t, lines)
+        missing_value = t.spec.type == "expect_column_values_to_not_be_null"
+        entry = {
+            "check": t.check,
+            "expectation_type": t.spec.type,
+            "column": t.spec.column,
+            "success": bool(t.success),
+            "unexpected_count": t.unexpected if t.spec.type not in (
+                "expect_table_row_count_to_be_between", "expect_table_columns_to_match_ordered_list") else None,
+            "element_count": t.elements or None,
+            "missing_count": t.missing or 0,
+            "unexpected_percent": (100.0 * t.unexpected / t.nonmissing) if t.nonmissing else None,
+            "observed_value": jsonable(t.observed),
+            "kwargs": _stored_kwargs(t),
+            "partial_unexpected_list": [None if missing_value else value for _, value in examples],
+            "partial_unexpected_lines": [line for line, _ in examples],
+            "gx": gx_results.get(t.check),
+        }
+        results.append(entry)
+    ok = sum(1 for r in results if r["success"])
+    shown_params = {k: (f"<{len(v)} movie ids>" if k == "known_movie_ids" else v) for k, v in params.items()}
+    gx_ok = sum(1 for r in gx_results.values() if r.get("success"))
+    return {
+        "suite": spec.name,
+        "suite_file": f"expectations/{spec.path.name}",
+        "suite_sha256": spec.digest,
+        "run_date": None,  # set by validate_file
+        "left_out": list(leave_out),
+        "suite_parameters": shown_params,
+        "engine": "streaming evaluator of the GX suite on every row; GX Core on the first rows, cross-checked",
+        "gx_version": gx.version if gx is not None else None,
+        "rows": rows,
+        "gx_rows": gx.rows if gx is not None else 0,
+        "gx_covers_file": gx is not None and gx.rows == rows,
+        "gx_disagreements": len(gx.disagreements) if gx is not None else 0,
+        "statistics": {
+            "evaluated_expectations": len(results),
+            "successful_expectations": ok,
+            "unsuccessful_expectations": len(results) - ok,
+            "success_percent": 100.0 * ok / len(results) if results else 100.0,
+        },
+        "gx_statistics": {
+            "evaluated_expectations": len(gx_results),
+            "successful_expectations": gx_ok,
+            "unsuccessful_expectations": len(gx_results) - gx_ok,
+        },
+        "results": results,
+    }
