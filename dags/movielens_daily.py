@@ -12,11 +12,13 @@ Turns the MovieLens files that landed for a date into tested recommendations.
    Great Expectations suite of its kind (`expectations/`), then copy -> verify (size, SHA-256) ->
    record -> clear landing. Every file ends in exactly one of `validated/ds=D/` or `rejected/ds=D/`
    (with a report saying why). Movies go first: ratings and tags are checked against known movies.
-4. **check_training_data**: fails clearly when no ratings up to D passed validation.
-5. **spark_daily**: Spark builds bronze and silver tables from validated files (history <= D), trains
-   ALS and a popularity baseline, evaluates them on a held-out split and writes recommendations.
-6. **write_run_summary**: `reports/ds=D/run_summary.json`.
-7. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+4. **build_data_docs**: Great Expectations Data Docs of the day's validations, in
+   `reports/ds=D/data_docs/index.html`.
+5. **check_training_data**: fails clearly when no ratings up to D passed validation.
+6. **spark_daily**: Spark builds bronze, silver and gold tables from validated files (history <= D),
+   trains the models, evaluates them on a held-out split and writes recommendations and similar movies.
+7. **write_run_summary**: `reports/ds=D/run_summary.json`.
+8. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
@@ -86,6 +88,12 @@ def movielens_daily():
 
         return pipeline.check_training_data(ds)
 
+    @task(trigger_rule="all_done")
+    def build_data_docs(ds=None) -> dict:
+        from movielens import pipeline
+
+        return pipeline.build_data_docs(ds)
+
     @task
     def write_run_summary(landing: dict, ds=None, run_id=None, dag=None) -> dict:
         from movielens import pipeline
@@ -102,8 +110,12 @@ def movielens_daily():
     movies >> others_found
     checked = check_training_data()
     others >> checked
+    # Docs are built for whatever got routed, even when a file's routing task failed.
+    docs = build_data_docs()
+    others >> docs
     spark = LocalSparkJobOperator(task_id="spark_daily", job="daily.py")
     summary = write_run_summary(landed)
+    docs >> summary
     checked >> spark >> summary >> SuccessEmailOperator(task_id="email_success")
 
 

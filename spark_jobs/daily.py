@@ -1,7 +1,7 @@
-"""The daily Spark job: bronze -> silver -> train in one Spark session, with a report.
+"""The daily Spark job: bronze -> silver -> gold -> train -> similar in one Spark session, with a report.
 
 One session saves Spark's start-up (about 15 s on 2 cores) per stage; each stage is also its own entry
-point (bronze.py, silver.py, train.py) for reruns and clusters. Writes
+point (bronze.py, silver.py, gold.py, train.py, similar.py) for reruns and clusters. Writes
 ``reports/ds=D/spark_job.json``: stage timings, row counts, model metrics, the protocol and outputs.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spark_jobs import bronze, silver, train
+from spark_jobs import bronze, gold, silver, similar, train
 from spark_jobs.common import layout, session
 from spark_jobs.common.args import add_model_args, base_parser
 
-STAGES = ("bronze", "silver", "train")
+STAGES = ("bronze", "silver", "gold", "train", "similar")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,10 +40,18 @@ def main(argv: list[str] | None = None) -> None:
             report["counts"]["bronze"] = bronze.run(spark, args.lake_root, args.ds)
         elif stage == "silver":
             report["counts"]["silver"] = silver.run(spark, args.lake_root, args.ds, args.liked_threshold)
-        else:
+        elif stage == "gold":
+            counts = gold.run(spark, args.lake_root, args.ds, args.popular_min_ratings, args.popular_top_n)
+            report["counts"].setdefault("gold", {}).update(counts)
+            report.setdefault("outputs", {}).update({t: layout.table_dir(args.lake_root, layout.GOLD, t, args.ds) for t in counts})
+        elif stage == "train":
             trained = train.run(spark, args.lake_root, args.ds, args)
-            report["counts"]["gold"] = trained.pop("counts")
+            report["counts"].setdefault("gold", {}).update(trained.pop("counts"))
             report.update(trained)
+        else:
+            counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, args.similar_movies)
+            report["counts"].setdefault("gold", {}).update(counts)
+            report.setdefault("outputs", {})["similar_movies"] = layout.table_dir(args.lake_root, layout.GOLD, "similar_movies", args.ds)
         report["timings_s"][stage] = round(time.monotonic() - t0, 2)
     report["timings_s"]["total"] = round(time.monotonic() - started, 2)
     session.write_json(spark, layout.join(layout.zone_dir(args.lake_root, layout.REPORTS, args.ds), layout.SPARK_REPORT), report)

@@ -27,6 +27,8 @@ from pyspark.sql import types as T
 from spark_jobs.common import layout, ranking, session
 
 RECOMMENDATION_SCHEMA = "userId int, rank int, movieId int, score float"
+#: The model whose item factors give similar movies (similar.py).
+SIMILARITY_MODEL = "als_explicit"
 
 
 def extract(spark: SparkSession, lake_root: str, ds: str) -> tuple[DataFrame, DataFrame]:

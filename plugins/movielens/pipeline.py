@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from pathlib import Path
 from urllib.parse import quote
 from typing import Any
 
@@ -113,6 +114,25 @@ def check_training_data(ds: str) -> dict[str, Any]:
     return {"validated_ratings_dates": dates}
 
 
+def build_data_docs(ds: str) -> dict[str, Any]:
+    """GX Data Docs of every file routed for ds, rendered locally, then copied to reports/ds=D/data_docs/."""
+    import tempfile
+
+    from movielens.validation import build_data_docs as render, copy_tree
+
+    lake = Lake.from_settings(config.load())
+    records = lake.records(ds)
+    if not records:
+        log.info("no file was routed for ds=%s: no Data Docs to build", ds)
+        return {"data_docs": None, "files": 0}
+    target = lake.zone(layout.REPORTS, ds) / layout.DATA_DOCS
+    with tempfile.TemporaryDirectory(prefix="movielens-datadocs-") as tmp:
+        index = render(records, Path(tmp) / layout.DATA_DOCS, ds=ds)
+        copy_tree(index.parent, target)
+    log.info("Data Docs for %d files: %s", len(records), target / "index.html")
+    return {"data_docs": str(target / "index.html"), "files": len(records)}
+
+
 def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> dict[str, list[dict]]:
     import pyarrow.parquet as pq
 
@@ -130,11 +150,15 @@ def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> 
 
 def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = None) -> dict[str, Any]:
     """Collect routing records, the Spark report and sample recommendations into one summary."""
+    from movielens.validation import record_page
+
     settings = config.load()
     lake = Lake.from_settings(settings)
     records = lake.records(ds)
     spark_path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
     spark = lake.read_json(spark_path) if spark_path.exists() else {}
+    docs = lake.zone(layout.REPORTS, ds) / layout.DATA_DOCS
+    docs_built = (docs / "index.html").exists()
     files = [
         {
             "file": r["file"],
@@ -148,6 +172,7 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
             "reasons": [f"{f['check']}: {f['message']}" for f in r.get("failures", [])],
             "notes": r.get("notes", []),
             "report": r.get("report"),
+            "data_docs": str(docs / record_page(r, ds)) if docs_built else None,
         }
         for r in records
     ]
@@ -178,6 +203,7 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
             "run_summary": str(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),
             "validated": str(lake.zone(layout.VALIDATED, ds)),
             "rejected": str(lake.zone(layout.REJECTED, ds)),
+            "data_docs": str(docs / "index.html") if docs_built else None,
         },
         "links": {"airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"},
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),

@@ -23,4 +23,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--recommendations", type=int, default=20, help="recommendations kept per user")
+    parser.add_argument("--similar-movies", type=int, default=50, help="similar movies kept per movie")
+    parser.add_argument("--popular-min-ratings", type=int, default=50, help="ratings a movie needs to be ranked as popular")
+    parser.add_argument("--popular-top-n", type=int, default=20, help="movies per popularity ranking")
     return parser

@@ -14,6 +14,7 @@ library only, so it ships to clusters with the jobs.
     <root>/models/ds=YYYY-MM-DD/                   model artifacts and parameters
     <root>/reports/ds=YYYY-MM-DD/run_summary.json  one summary per run
     <root>/reports/ds=YYYY-MM-DD/files/<file>.json routing record per landed file
+    <root>/reports/ds=YYYY-MM-DD/data_docs/index.html  Great Expectations Data Docs of the validations
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ FILE_KINDS = ("ratings", "movies", "tags", "links")
 
 RUN_SUMMARY = "run_summary.json"
 SPARK_REPORT = "spark_job.json"
+DATA_DOCS = "data_docs"  # reports/ds=D/data_docs/index.html: GX Data Docs of the run's validations
 ROUTING_RECORDS = "files"
 REPORT_SUFFIX = ".report.json"
 

@@ -62,7 +62,9 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     for name in validated:
         assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
     assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
-    for table in ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations"):
+    tables = ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations", "gold/similar_movies",
+              "gold/popular_movies", "gold/ratings_by_year", "gold/rating_distribution", "gold/model_metrics")
+    for table in tables:
         assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
     assert (lake / "models" / f"ds={DS}" / "als_explicit").is_dir()
 
@@ -74,7 +76,13 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
     assert {"precision_at_10", "ndcg_at_10"} <= set(summary["metrics"]["popularity"])
     assert summary["row_counts"]["silver"]["ratings"] > 0
-    assert {"bronze", "silver", "train"} <= set(summary["timings_s"]["spark"])
+    assert {"bronze", "silver", "gold", "train", "similar"} <= set(summary["timings_s"]["spark"])
+    docs = lake / "reports" / f"ds={DS}" / "data_docs"
+    assert summary["outputs"]["data_docs"].endswith(f"reports/ds={DS}/data_docs/index.html")
+    index = (docs / "index.html").read_text()
+    for f in summary["files"]:
+        assert f["file"] in index
+        assert (docs / f["data_docs"].split("/data_docs/", 1)[1]).is_file(), f
     recs = summary["sample_recommendations"]["1"]
     assert len(recs) == 10 and all(r["title"] for r in recs)
 

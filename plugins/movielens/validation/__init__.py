@@ -11,10 +11,13 @@
   every row of the file, in bounded memory.
 - :mod:`~movielens.validation.gxrun`: GX Core on the first rows, cross-checked against the evaluator.
 - :mod:`~movielens.validation.runner`: ``validate_file``.
+- :mod:`~movielens.validation.datadocs`: GX Data Docs (HTML) of one run's validations, from the
+  stored records (``build_data_docs``), and ``copy_tree`` to put them in the lake.
 
 GX is imported on first use only (it takes seconds).
 """
 
+from movielens.validation.datadocs import build_data_docs, copy_tree, docs_record, record_page, validation_page
 from movielens.validation.filechecks import STRUCTURAL
 from movielens.validation.model import FILE_KINDS, MAX_EXAMPLES, Failure, ValidationOutcome
 from movielens.validation.runner import GX_DISAGREEMENT, GX_SAMPLE_ROWS, validate_file
@@ -29,8 +32,13 @@ __all__ = [
     "SUITES_DIR",
     "Failure",
     "ValidationOutcome",
+    "build_data_docs",
+    "copy_tree",
+    "docs_record",
     "load_spec",
+    "record_page",
     "max_timestamp_for",
     "suite_path",
     "validate_file",
+    "validation_page",
 ]

@@ -7,9 +7,9 @@ expectation, GX's count of unexpected values on those rows must equal the evalua
 rows; any difference is reported as the failure ``gx_disagreement`` (fail closed: a file is never
 accepted on a check the two engines read differently). ``gx_rows=None`` runs GX on every batch.
 
-The GX results kept here (``summary()``) go into ``ValidationOutcome.gx_summary``. They are plain
-JSON, keyed by ``meta.check``, so GX Data Docs can be rendered later from the stored suite JSON and
-these results without re-reading the file (``build_data_docs`` is not written yet).
+The GX results kept here (``summary()``) go into ``ValidationOutcome.gx_summary`` (each result's
+``gx``), next to the evaluator's full-file results, which are what the GX Data Docs of a run show
+(:mod:`movielens.validation.datadocs`, built from the stored records without re-reading the file).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class ValidationOutcome:
     rows: int | None  # data records read (header and blank lines excluded); None when never parsed
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    gx_summary: dict | None = None  # see movielens.validation.runner; JSON-serialisable
+    gx_summary: dict | None = None  # full-file results per expectation (runner._gx_summary); JSON; None if the suite never ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,108 @@
+"""Similar movies: for every movie, the movies closest by cosine similarity of their ALS item factors.
+
+Computed as blocked matrix products: the unit-length factor matrix (movies x rank, float32) is broadcast
+once, each Spark task scores a block of movies against all of them (``block @ all.T``) and keeps the top
+n with ``argpartition`` (:func:`spark_jobs.common.ranking.top_k_block`, the same routine that ranks
+movies for users, with "seen" = the movie itself). Memory per task is bounded by the block size, and a
+movie is never compared one pair at a time in Python.
+
+Output ``gold/similar_movies/ds=D/``: movieId, title, rank, similar_movieId, similar_title, similarity.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script by spark-submit
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.common import layout, ranking
+
+SIMILAR_SCHEMA = "movieId int, rank int, similar_movieId int, similarity float"
+
+
+def unit_factors(item_ids, item_vectors):
+    """(sorted ids, float32 rows scaled to length 1); an all-zero vector stays zero (similarity 0)."""
+    import numpy as np
+
+    ids = np.asarray(item_ids, dtype=np.int64)
+    vectors = np.asarray(item_vectors, dtype=np.float32).reshape(len(ids), -1)
+    order = np.argsort(ids)
+    ids, vectors = ids[order], vectors[order]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ids, vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
+
+
+def similar_movies(item_factors: DataFrame, n: int) -> DataFrame:
+    """Top ``n`` other movies per movie from an ALS ``itemFactors`` frame (id, features)."""
+    rows = item_factors.select("id", "features").collect()
+    ids, vectors = unit_factors([r["id"] for r in rows], [r["features"] for r in rows])
+    spark = item_factors.sparkSession
+    shared = spark.sparkContext.broadcast((ids, vectors))
+    parallelism = max(1, spark.sparkContext.defaultParallelism)
+
+    def score(batches):
+        import numpy as np
+        import pandas as pd
+
+        all_ids, all_vectors = shared.value
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            block_ids = pdf["movieId"].to_numpy(dtype=np.int64)
+            rows = np.searchsorted(all_ids, block_ids)
+            top_ids, top_scores = ranking.top_k_block(
+                all_vectors[rows], all_ids, all_vectors, [[i] for i in block_ids.tolist()], n
+            )
+            frame = pd.DataFrame(
+                {
+                    "movieId": np.repeat(block_ids, n).astype("int32"),
+                    "rank": np.tile(np.arange(1, n + 1, dtype="int32"), len(block_ids)),
+                    "similar_movieId": top_ids.reshape(-1),
+                    "similarity": top_scores.reshape(-1).astype("float32"),
+                }
+            )
+            frame = frame[frame["similar_movieId"] >= 0]
+            frame["similar_movieId"] = frame["similar_movieId"].astype("int32")
+            yield frame
+
+    movie_ids = spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(parallelism)
+    return movie_ids.mapInPandas(score, SIMILAR_SCHEMA)
+
+
+def with_titles(similar: DataFrame, movies: DataFrame) -> DataFrame:
+    titles = movies.select("movieId", "title")
+    other = titles.select(F.col("movieId").alias("similar_movieId"), F.col("title").alias("similar_title"))
+    return similar.join(titles, "movieId", "left").join(other, "similar_movieId", "left").select(
+        "movieId", "title", "rank", "similar_movieId", "similar_title", "similarity"
+    )
+
+
+def run(spark: SparkSession, lake_root: str, ds: str, model_name: str, n: int) -> dict:
+    from pyspark.ml.recommendation import ALSModel
+
+    model = ALSModel.load(layout.join(layout.zone_dir(lake_root, layout.MODELS, ds), model_name))
+    movies = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "movies", ds))
+    target = layout.table_dir(lake_root, layout.GOLD, "similar_movies", ds)
+    with_titles(similar_movies(model.itemFactors, n), movies).write.mode("overwrite").parquet(target)
+    return {"similar_movies": spark.read.parquet(target).count()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from spark_jobs.common import session
+    from spark_jobs.common.args import add_model_args, base_parser
+
+    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
+    parser.add_argument("--model", default="als_implicit", help="model folder under models/ds=D/")
+    args = parser.parse_args(argv)
+    spark = session.get_session("movielens-similar")
+    print(run(spark, args.lake_root, args.ds, args.model, args.similar_movies))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
