@@ -158,7 +158,14 @@ class Lake:
 
     def validated_dates(self, upto: str) -> list[str]:
         """Dates with a validated partition, up to and including ``upto``."""
-        root = self.path(layout.VALIDATED)
+        return self.partition_dates(self.path(layout.VALIDATED), upto)
+
+    def table_dates(self, zone: str, table: str, upto: str) -> list[str]:
+        """Dates with a partition of a bronze/silver/gold table, up to and including ``upto``."""
+        return self.partition_dates(self.path(zone, table), upto)
+
+    @staticmethod
+    def partition_dates(root: "ObjectStoragePath", upto: str) -> list[str]:
         if not root.exists():
             return []
         return sorted(p.name[3:] for p in root.iterdir() if p.name.startswith("ds=") and p.name[3:] <= upto)

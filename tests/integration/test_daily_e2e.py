@@ -32,8 +32,8 @@ def source(tmp_path_factory):
     return folder
 
 
-def run_dag(tmp_path, mailbox, source):
-    env = localenv.airflow_env(
+def airflow_env_for(tmp_path, mailbox, source) -> dict[str, str]:
+    return localenv.airflow_env(
         home=tmp_path / "airflow",
         smtp_conn=mailbox.connection_uri_json(),
         lake_url=(tmp_path / "lake").as_uri(),
@@ -45,6 +45,10 @@ def run_dag(tmp_path, mailbox, source):
             "MOVIELENS_SPARK_DRIVER_MEMORY": "2g",
         },
     )
+
+
+def run_dag(tmp_path, mailbox, source):
+    env = airflow_env_for(tmp_path, mailbox, source)
     localenv.migrate(env)
     return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
 
@@ -93,6 +97,20 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert "team@example.test" in success[0]["To"]
     assert "ratings_broken.csv" in body and "rmse" in body.lower()
     assert recs[0]["title"] in body
+
+    # On demand: the movies most similar to the top recommendation, with titles, logged and written.
+    env = airflow_env_for(tmp_path, mailbox, source)
+    movie = recs[0]["movieId"]
+    state = localenv.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": movie, "n": 20}, log_file=tmp_path / "similar.log")
+    assert state == "success", (tmp_path / "similar.log").read_text()[-5000:]
+    answer = json.loads((lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").read_text())
+    assert answer["title"] == recs[0]["title"] and answer["model_ds"] == DS
+    assert [s["rank"] for s in answer["similar"]] == list(range(1, 21))
+    assert movie not in [s["movieId"] for s in answer["similar"]] and all(s["title"] for s in answer["similar"])
+    assert answer["similar"][0]["title"] in (tmp_path / "similar.log").read_text()
+    state = localenv.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": 99999999}, log_file=tmp_path / "similar_unknown.log")
+    assert state == "failed" and "movie 99999999 is not in the models" in (tmp_path / "similar_unknown.log").read_text()
+    (lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").unlink()  # not a daily output
 
     # A rerun of the same date (files landed again) leaves the same files, bytes and counts.
     before = lake_files(lake)
