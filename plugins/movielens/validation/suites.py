@@ -216,7 +216,12 @@ def gx_environment():
     """(great_expectations module, ephemeral context, pandas whole-dataframe batch definition), once."""
     with _gx_lock:
         if not _gx_env:
+            import logging
+
             import great_expectations as gx
+
+            # GX logs internal chatter at INFO for every expectation ("_get_default_value called ...").
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             context = gx.get_context(mode="ephemeral")
