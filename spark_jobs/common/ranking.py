@@ -61,6 +61,27 @@ def top_k_block(
     return out_ids, out_scores
 
 
+def top_k_same_order(
+    ranked_ids: np.ndarray, ranked_scores: np.ndarray, seen: Sequence[Sequence[int] | None], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k unseen items per user when every user shares one ranking (the popularity baseline).
+
+    ``ranked_ids`` is the catalogue best first. A user's list is the first k of the first k + |seen|
+    items that they have not seen: O(k + |seen|) per user instead of a score per (user, item).
+    """
+    n_users = len(seen)
+    out_ids = np.full((n_users, k), -1, dtype=np.int64)
+    out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    for row, seen_ids in enumerate(seen):
+        window = k + (len(seen_ids) if seen_ids is not None else 0)
+        candidates = ranked_ids[:window]
+        keep = ~np.isin(candidates, np.asarray(seen_ids if seen_ids is not None else [], dtype=np.int64))
+        chosen = np.flatnonzero(keep)[:k]
+        out_ids[row, : len(chosen)] = candidates[chosen]
+        out_scores[row, : len(chosen)] = ranked_scores[:window][chosen]
+    return out_ids, out_scores
+
+
 def user_metrics(recommended: Sequence[int], relevant: Iterable[int], k: int) -> dict[str, float]:
     """Ranking metrics of one user's recommendation list against the held-out relevant items."""
     relevant = set(relevant)

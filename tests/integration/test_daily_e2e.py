@@ -97,6 +97,7 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert "team@example.test" in success[0]["To"]
     assert "ratings_broken.csv" in body and "rmse" in body.lower()
     assert recs[0]["title"] in body
+    assert summary["outputs"]["data_docs"] in body, "the email links the Data Docs"
 
     # On demand: the movies most similar to the top recommendation, with titles, logged and written.
     env = airflow_env_for(tmp_path, mailbox, source)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spark_jobs.common.ranking import metric_names, top_k_block, user_metrics
+from spark_jobs.common.ranking import metric_names, top_k_block, top_k_same_order, user_metrics
 
 
 def test_top_k_excludes_seen_and_orders_by_score():
@@ -57,3 +57,16 @@ def test_perfect_and_empty_lists():
 
 def test_metric_names_follow_the_summary_contract():
     assert set(metric_names(10).values()) >= {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10"}
+
+
+def test_shared_ranking_equals_the_matrix_product_with_one_factor():
+    rng = np.random.default_rng(3)
+    item_ids = np.arange(1, 201)
+    counts = rng.permutation(200).astype(np.float64) + 1  # distinct scores: one right answer
+    seen = [rng.choice(item_ids, size=int(n), replace=False).tolist() for n in rng.integers(0, 150, size=40)] + [None, item_ids.tolist()]
+    expected_ids, expected_scores = top_k_block(np.ones((len(seen), 1)), item_ids, counts[:, None], seen, k=10)
+    order = np.argsort(-counts, kind="stable")
+    ids, scores = top_k_same_order(item_ids[order], counts[order].astype(np.float32), seen, k=10)
+    assert ids.tolist() == expected_ids.tolist()
+    assert np.array_equal(scores, expected_scores)
+    assert (ids[-1] == -1).all(), "a user who has seen everything gets nothing"
