@@ -27,12 +27,11 @@ Configuration: environment variables `MOVIELENS_*` (see the README); connections
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Param, dag, task
 
 from movielens.compute.local import LocalSparkJobOperator
-from movielens.notify import TEMPLATES, FailureEmail, SuccessEmailOperator
+from movielens.dag_defaults import START_DATE, default_args
+from movielens.notify import TEMPLATES, SuccessEmailOperator
 
 DAG_ID = "movielens_daily"
 
@@ -40,18 +39,13 @@ DAG_ID = "movielens_daily"
 @dag(
     dag_id=DAG_ID,
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
     template_searchpath=[str(TEMPLATES)],
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
-        "on_failure_callback": FailureEmail(),
-    },
+    default_args=default_args(),
     params={
         "ingest": Param(
             "none",

@@ -11,11 +11,9 @@ ratings has no factors: the run fails saying so.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Param, dag, task
 
-from movielens.notify import FailureEmail
+from movielens.dag_defaults import START_DATE, default_args
 
 DAG_ID = "movielens_similar_movies"
 
@@ -23,16 +21,11 @@ DAG_ID = "movielens_similar_movies"
 @dag(
     dag_id=DAG_ID,
     schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=START_DATE,
     catchup=False,
     tags=["movielens", "recommendations", "on-demand"],
     doc_md=__doc__,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
-        "on_failure_callback": FailureEmail(),
-    },
+    default_args=default_args(),
     params={
         "movie_id": Param(1, type="integer", minimum=1, title="Movie id", description="MovieLens movieId, e.g. 1 for Toy Story (1995)"),
         "n": Param(20, type="integer", minimum=1, maximum=50, title="How many", description="similar movies to list (at most 50)"),

@@ -111,8 +111,7 @@ def run(spark: SparkSession, lake_root: str, ds: str) -> dict:
         if kind in ("ratings", "tags"):
             df, unknown = split_unknown_movies(df, known_movies(spark, lake_root, ds))
             counts[f"{kind}_excluded_unknown_movie"] = unknown.count()
-        df.write.mode("overwrite").parquet(target)
-        counts[kind] = spark.read.parquet(target).count()
+        counts[kind] = session.write_table(spark, df, lake_root, layout.BRONZE, kind, ds)
     return counts
 
 

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common import layout
+from spark_jobs.common import layout, session
 
 RANKED_BY = ("mean_rating", "bayesian_avg")
 MOVIE_COLUMNS = ("movieId", "title", "year", "n_ratings", "mean_rating", "bayesian_avg")
@@ -78,16 +78,10 @@ def run(spark: SparkSession, lake_root: str, ds: str, min_ratings: int, top_n: i
         "ratings_by_year": ratings_by_year(ratings),
         "rating_distribution": rating_distribution(ratings),
     }
-    counts = {}
-    for table, df in tables.items():
-        target = layout.table_dir(lake_root, layout.GOLD, table, ds)
-        df.write.mode("overwrite").parquet(target)
-        counts[table] = spark.read.parquet(target).count()
-    return counts
+    return session.write_tables(spark, tables, lake_root, layout.GOLD, ds)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common import session
     from spark_jobs.common.args import add_model_args, base_parser
 
     args = add_model_args(base_parser(__doc__.splitlines()[0])).parse_args(argv)

@@ -115,12 +115,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, liked_threshold: float) ->
         "user_stats": user_stats(ratings),
         "movie_stats": movie_stats(ratings, movies),
     }
-    counts = {}
-    for table, df in outputs.items():
-        target = layout.table_dir(lake_root, layout.SILVER, table, ds)
-        df.write.mode("overwrite").parquet(target)
-        counts[table] = spark.read.parquet(target).count()
-    return counts
+    return session.write_tables(spark, outputs, lake_root, layout.SILVER, ds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import layout, ranking
+from spark_jobs.common import layout, ranking, session
 
 SIMILAR_SCHEMA = "movieId int, rank int, similar_movieId int, similarity float"
 
@@ -87,13 +87,11 @@ def run(spark: SparkSession, lake_root: str, ds: str, model_name: str, n: int) -
 
     model = ALSModel.load(layout.join(layout.zone_dir(lake_root, layout.MODELS, ds), model_name))
     movies = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "movies", ds))
-    target = layout.table_dir(lake_root, layout.GOLD, "similar_movies", ds)
-    with_titles(similar_movies(model.itemFactors, n), movies).write.mode("overwrite").parquet(target)
-    return {"similar_movies": spark.read.parquet(target).count()}
+    table = with_titles(similar_movies(model.itemFactors, n), movies)
+    return {"similar_movies": session.write_table(spark, table, lake_root, layout.GOLD, "similar_movies", ds)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common import session
     from spark_jobs.common.args import add_model_args, base_parser
 
     parser = add_model_args(base_parser(__doc__.splitlines()[0]))

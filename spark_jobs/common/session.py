@@ -24,6 +24,19 @@ def get_session(app_name: str) -> SparkSession:
     return builder.getOrCreate()
 
 
+def write_table(spark: SparkSession, df, lake_root: str, zone: str, table: str, ds: str) -> int:
+    """Write one ds partition of a table (replacing it) and return its row count, read back."""
+    from spark_jobs.common import layout
+
+    target = layout.table_dir(lake_root, zone, table, ds)
+    df.write.mode("overwrite").parquet(target)
+    return spark.read.parquet(target).count()
+
+
+def write_tables(spark: SparkSession, tables: dict, lake_root: str, zone: str, ds: str) -> dict[str, int]:
+    return {table: write_table(spark, df, lake_root, zone, table, ds) for table, df in tables.items()}
+
+
 def _fs_and_path(spark: SparkSession, url: str):
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(url)
