@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 DS ?= $(shell date +%F)
 STAMP := $(VENV)/.installed
+# Azurite (Azure Storage emulator, npm) for the tests of the abfs:// lake, exactly as locked.
+AZURITE_DIR := tools/azurite
+AZURITE := $(AZURITE_DIR)/node_modules/.installed
 
 .PHONY: install demo test ui lock clean
 
@@ -22,12 +25,17 @@ $(STAMP): requirements.lock
 	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/movielens_platform.pth
 	touch $(STAMP)
 
-install: $(STAMP)
+$(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "needs Node.js 20+ and npm (Azurite, the Azure Storage emulator of the tests)"; exit 1; }
+	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $(AZURITE)
+
+install: $(STAMP) $(AZURITE)
 
 demo: $(STAMP)
 	$(PY) -m movielens.cli demo --ds $(DS)
 
-test: $(STAMP)
+test: $(STAMP) $(AZURITE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Real local servers (moto, Azurite) as session fixtures; see tests/servers.py.
+from tests.servers import azurite_server, moto_server  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 # Spark's Python workers must run this interpreter (it has numpy/pandas); bind Spark to loopback.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -63,6 +63,8 @@ class Settings:
     compute: str
     spark_conn_id: str
     spark_jobs_dir: Path
+    # Local Spark with a remote (s3://, abfs://) lake: inputs are staged here, outputs uploaded after.
+    staging_dir: Path
     # Models and evaluation.
     als_rank: int
     als_reg_param: float
@@ -97,11 +99,21 @@ def default_lake_url() -> str:
     return (VAR_DIR / "lake").as_uri()
 
 
+# The lake's connection when MOVIELENS_LAKE_CONN_ID is not set: the providers' default connections.
+DEFAULT_LAKE_CONN_IDS = {"s3": "aws_default", "s3a": "aws_default", "abfs": "wasb_default", "abfss": "wasb_default"}
+
+
+def default_lake_conn_id(lake_url: str) -> str | None:
+    """``aws_default`` for ``s3://``, ``wasb_default`` for ``abfs://``; none for ``file://``."""
+    return DEFAULT_LAKE_CONN_IDS.get(lake_url.split("://", 1)[0].lower())
+
+
 def load() -> Settings:
     """Read the settings from the environment (each call re-reads it)."""
+    lake_url = _env("MOVIELENS_LAKE_URL", default_lake_url())
     return Settings(
-        lake_url=_env("MOVIELENS_LAKE_URL", default_lake_url()),
-        lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or None,
+        lake_url=lake_url,
+        lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or default_lake_conn_id(lake_url),
         landing_policy=_env("MOVIELENS_LANDING_POLICY", "move"),
         ingest=_env("MOVIELENS_INGEST", "none"),
         movielens_dir=os.environ.get("MOVIELENS_DIR") or None,
@@ -111,6 +123,7 @@ def load() -> Settings:
         compute=_env("MOVIELENS_COMPUTE", "local"),
         spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
         spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),
+        staging_dir=Path(_env("MOVIELENS_STAGING_DIR", str(VAR_DIR / "staging"))),
         als_rank=_env_int("MOVIELENS_ALS_RANK", 10),
         als_reg_param=_env_float("MOVIELENS_ALS_REG_PARAM", 0.1),
         als_max_iter=_env_int("MOVIELENS_ALS_MAX_ITER", 10),

@@ -16,6 +16,12 @@ Routing a landed file (:meth:`Lake.route`) is copy -> verify -> record -> clear:
 
 A crash or kill between any two steps leaves the file in landing, its destination, or both; a rerun
 finishes the job without duplicates.
+
+Lake URLs and Spark URLs differ for Azure. The lake is given to Airflow as ``abfs://<container>/<prefix>``
+and the storage account comes from the connection (``ObjectStoragePath`` reads ``scheme://NAME@...`` as
+connection id NAME, so the Spark form must never reach it); Spark addresses the same place as
+``abfss://<container>@<account>.dfs.core.windows.net/<prefix>``. :func:`spark_url` and
+:func:`lake_url_from_spark` translate between the two (and between ``s3://`` and ``s3a://``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +38,102 @@ from spark_jobs.common import layout
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+_AZURE_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
 CHUNK = 8 * 1024 * 1024
 LANDING_POLICIES = ("move", "keep")
+
+AZURE_SCHEMES = ("abfs", "abfss")
+S3_SCHEMES = ("s3", "s3a", "s3n")
+AZURE_DFS_HOST = "dfs.core.windows.net"
+
+
+def _split_url(url: str) -> tuple[str, str, str]:
+    """``scheme://authority/path`` -> (scheme, authority, path without leading or trailing slashes)."""
+    if "://" not in url:
+        raise ValueError(f"not a URL with a scheme: {url!r}")
+    scheme, rest = url.split("://", 1)
+    authority, _, path = rest.partition("/")
+    return scheme.lower(), authority, path.strip("/")
+
+
+def spark_url(lake_url: str, account: str | None = None) -> str:
+    """The lake URL as Spark (Hadoop's connectors) addresses it.
+
+    ``file://...`` as is; ``s3://bucket/prefix`` -> ``s3a://bucket/prefix``;
+    ``abfs://container/prefix`` (or ``abfss://``) + account -> ``abfss://container@account.dfs.core.windows.net/prefix``.
+    """
+    scheme, authority, path = _split_url(lake_url)
+    if scheme == "file":
+        return lake_url.rstrip("/")
+    if scheme in S3_SCHEMES:
+        return "/".join(p for p in (f"s3a://{authority}", path) if p)
+    if scheme in AZURE_SCHEMES:
+        if "@" in authority:
+            raise ValueError(f"{lake_url!r} is already a Spark-style URL (container@account)")
+        if not account:
+            raise ValueError(f"the Spark URL of {lake_url!r} needs the storage account name")
+        if not _AZURE_NAME.match(account):
+            raise ValueError(f"{account!r} is not a storage account name (3-24 lower-case letters and digits)")
+        return "/".join(p for p in (f"abfss://{authority}@{account}.{AZURE_DFS_HOST}", path) if p)
+    raise NotImplementedError(f"Spark access to {scheme}:// lakes is not implemented")
+
+
+def lake_url_from_spark(url: str) -> tuple[str, str | None]:
+    """The inverse of :func:`spark_url`: (lake URL for ``ObjectStoragePath``, storage account or None).
+
+    ``abfss://container@account.dfs.core.windows.net/prefix`` -> (``abfs://container/prefix``, ``account``)
+    (``abfs://`` and the ``blob.core.windows.net`` host of ``wasb(s)://`` are understood too);
+    ``s3a://bucket/prefix`` -> (``s3://bucket/prefix``, None); ``file://`` as is.
+    """
+    scheme, authority, path = _split_url(url)
+    if scheme == "file":
+        return url.rstrip("/"), None
+    if scheme in S3_SCHEMES:
+        return "/".join(p for p in (f"s3://{authority}", path) if p), None
+    if scheme in AZURE_SCHEMES + ("wasb", "wasbs"):
+        if "@" not in authority:
+            if scheme in AZURE_SCHEMES:  # already a lake URL; the account comes from the connection
+                return "/".join(p for p in (f"abfs://{authority}", path) if p), None
+            raise ValueError(f"{url!r}: a wasb URL names container@account")
+        container, host = authority.split("@", 1)
+        account = host.split(".", 1)[0]
+        if not container or not _AZURE_NAME.match(account):
+            raise ValueError(f"{url!r} is not container@<account>.dfs.core.windows.net")
+        return "/".join(p for p in (f"abfs://{container}", path) if p), account
+    raise NotImplementedError(f"no lake URL for {scheme}:// URLs")
+
+
+def storage_account(conn_id: str | None) -> str | None:
+    """The Azure storage account of an Airflow connection (``wasb``, ``adls``, ``azure_data_lake``).
+
+    Looked up, in order: extra ``account_name``; ``AccountName=`` of the extra ``connection_string``;
+    the host (an account name or an account URL ``https://<account>.blob.core.windows.net``); the login.
+    """
+    if not conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    extras = conn.extra_dejson or {}
+
+    def extra(name: str):
+        return extras.get(name) or extras.get(f"extra__{conn.conn_type}__{name}")
+
+    if extra("account_name"):
+        return extra("account_name")
+    if extra("connection_string"):
+        parts = dict(p.split("=", 1) for p in extra("connection_string").split(";") if "=" in p)
+        if parts.get("AccountName"):
+            return parts["AccountName"]
+    host = (conn.host or "").strip()
+    if host:
+        name = host.split("://", 1)[-1].split("/", 1)[0].split(".", 1)[0]
+        if _AZURE_NAME.match(name):
+            return name
+    if conn.login and _AZURE_NAME.match(conn.login):
+        return conn.login
+    return None
 
 
 class RoutingError(RuntimeError):
@@ -103,7 +204,11 @@ class Lake:
                 f"{url!r} looks like a Spark-style URL (container@account); give the lake as "
                 f"{scheme}://<container>/<prefix> and the account through the connection"
             )
+        if scheme.lower() in ("wasb", "wasbs"):
+            # Airflow's object storage knows abfs/abfss/adl for Azure, not wasb.
+            raise ValueError(f"{url!r}: Airflow's object storage has no {scheme}:// scheme; use abfs://<container>/<prefix>")
         self.url = url.rstrip("/")
+        self.scheme = scheme.lower()
         self.conn_id = conn_id
 
     @classmethod
@@ -125,17 +230,31 @@ class Lake:
     def record_path(self, ds: str, file_name: str) -> "ObjectStoragePath":
         return self.zone(layout.REPORTS, ds) / layout.ROUTING_RECORDS / f"{file_name}.json"
 
-    def spark_root(self) -> str:
-        """The lake root as Spark addresses it. ``file://`` is used as is."""
-        scheme = self.url.split("://", 1)[0]
-        if scheme == "file":
-            return self.url
-        if scheme == "s3":
-            return "s3a://" + self.url.split("://", 1)[1]
-        raise NotImplementedError(f"Spark access to {scheme}:// lakes is not implemented yet")
+    def uri(self, path: "ObjectStoragePath") -> str:
+        """A path as a plain URL in the lake's scheme (``s3://bucket/key``), for records and summaries.
+
+        ``str()`` of an ``ObjectStoragePath`` with a connection embeds it (``s3://aws_default@bucket/key``),
+        which for Azure would read as the Spark form ``container@account``.
+        """
+        return f"{self.scheme}://{path.path}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    def spark_root(self, account: str | None = None) -> str:
+        """The lake root as Spark addresses it (:func:`spark_url`). ``file://`` is used as is.
+
+        For an Azure lake the storage account is ``account``, else the one of the lake's connection.
+        """
+        if self.scheme in AZURE_SCHEMES and not account:
+            account = storage_account(self.conn_id)
+            if not account:
+                raise ValueError(f"cannot tell the storage account of {self.url} from connection {self.conn_id!r}")
+        return spark_url(self.url, account)
 
     def local_root(self) -> str:
-        if not self.url.startswith("file://"):
+        if not self.is_local:
             raise ValueError(f"{self.url} is not a local lake")
         return self.url[len("file://") :]
 
@@ -223,7 +342,7 @@ class Lake:
             ds=ds,
             run_id=run_id,
             zone=zone,
-            destination=str(destination),
+            destination=self.uri(destination),
             bytes=source.bytes,
             sha256=source.sha256,
             passed=passed,
@@ -236,7 +355,7 @@ class Lake:
         )
         if not passed:
             report = self.zone(layout.REJECTED, ds) / layout.report_name(landed.name)
-            record.report = str(report)
+            record.report = self.uri(report)
             self.write_json(report, record.to_dict())
         self.write_json(self.record_path(ds, landed.name), record.to_dict())
 

@@ -130,7 +130,7 @@ def build_data_docs(ds: str) -> dict[str, Any]:
         index = render(records, Path(tmp) / layout.DATA_DOCS, ds=ds)
         copy_tree(index.parent, target)
     log.info("Data Docs for %d files: %s", len(records), target / "index.html")
-    return {"data_docs": str(target / "index.html"), "files": len(records)}
+    return {"data_docs": lake.uri(target / "index.html"), "files": len(records)}
 
 
 def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> dict[str, list[dict]]:
@@ -172,7 +172,7 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
             "reasons": [f"{f['check']}: {f['message']}" for f in r.get("failures", [])],
             "notes": r.get("notes", []),
             "report": r.get("report"),
-            "data_docs": str(docs / record_page(r, ds)) if docs_built else None,
+            "data_docs": lake.uri(docs / record_page(r, ds)) if docs_built else None,
         }
         for r in records
     ]
@@ -200,10 +200,10 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
         "protocol": spark.get("protocol", {}),
         "outputs": {
             **spark.get("outputs", {}),
-            "run_summary": str(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),
-            "validated": str(lake.zone(layout.VALIDATED, ds)),
-            "rejected": str(lake.zone(layout.REJECTED, ds)),
-            "data_docs": str(docs / "index.html") if docs_built else None,
+            "run_summary": lake.uri(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),
+            "validated": lake.uri(lake.zone(layout.VALIDATED, ds)),
+            "rejected": lake.uri(lake.zone(layout.REJECTED, ds)),
+            "data_docs": lake.uri(docs / "index.html") if docs_built else None,
         },
         "links": {"airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"},
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),

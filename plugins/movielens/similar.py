@@ -38,14 +38,14 @@ def lookup(ds: str, movie_id: int, n: int = 20) -> dict[str, Any]:
     if not rows:
         raise NoSimilarMovies(
             f"movie {movie_id} is not in the models of ds={model_ds} (a movie needs ratings to have factors); "
-            f"see {folder}"
+            f"see {lake.uri(folder)}"
         )
     rows.sort(key=lambda r: r["rank"])
     similar = [
         {"rank": r["rank"], "movieId": r["similar_movieId"], "title": r["similar_title"], "similarity": round(float(r["similarity"]), 4)}
         for r in rows[:n]
     ]
-    return {"movieId": movie_id, "title": rows[0]["title"], "model_ds": model_ds, "source": str(folder), "similar": similar}
+    return {"movieId": movie_id, "title": rows[0]["title"], "model_ds": model_ds, "source": lake.uri(folder), "similar": similar}
 
 
 def write_lookup(ds: str, result: dict[str, Any]) -> str:
@@ -53,7 +53,7 @@ def write_lookup(ds: str, result: dict[str, Any]) -> str:
     lake = Lake.from_settings(config.load())
     target = lake.zone(layout.REPORTS, ds) / TABLE / f"movie_{result['movieId']}.json"
     lake.write_json(target, result)
-    return str(target)
+    return lake.uri(target)
 
 
 def as_text(result: dict[str, Any]) -> str:

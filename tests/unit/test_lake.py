@@ -153,3 +153,38 @@ def test_copy_that_does_not_verify_keeps_landing(lake_url, monkeypatch):
         lake.route(landed, DS, passed=True, run_id="r1", kind="movies")
     assert landed.exists(), "landing is kept when the copy does not verify"
     assert not lake.record_path(DS, "movies.csv").exists()
+
+
+def test_spark_and_lake_urls_translate_both_ways():
+    from movielens.lake import lake_url_from_spark, spark_url
+
+    assert spark_url("file:///data/lake") == "file:///data/lake"
+    assert spark_url("s3://bucket/prefix/") == "s3a://bucket/prefix"
+    assert spark_url("abfs://lake/prefix", "acct01") == "abfss://lake@acct01.dfs.core.windows.net/prefix"
+    assert spark_url("abfss://lake", "acct01") == "abfss://lake@acct01.dfs.core.windows.net"
+    assert lake_url_from_spark("abfss://lake@acct01.dfs.core.windows.net/prefix") == ("abfs://lake/prefix", "acct01")
+    assert lake_url_from_spark("wasbs://lake@acct01.blob.core.windows.net/p") == ("abfs://lake/p", "acct01")
+    assert lake_url_from_spark("s3a://bucket/prefix") == ("s3://bucket/prefix", None)
+    for lake_url, account in [("s3://b/p", None), ("abfs://lake/prefix", "acct01"), ("file:///x", None)]:
+        assert lake_url_from_spark(spark_url(lake_url, account)) == (lake_url, account)
+    with pytest.raises(ValueError, match="storage account"):
+        spark_url("abfs://lake/prefix")
+    with pytest.raises(ValueError, match="no wasb:// scheme"):
+        Lake("wasb://lake/prefix")
+
+
+def test_records_name_objects_without_the_connection_id(lake_url):
+    lake = Lake(lake_url)
+    path = lake.zone(layout.VALIDATED, DS) / "movies.csv"
+    assert lake.uri(path) == f"{lake_url}/validated/ds={DS}/movies.csv"
+
+
+def test_lake_connection_defaults_by_scheme(monkeypatch):
+    from movielens import config
+
+    monkeypatch.delenv("MOVIELENS_LAKE_CONN_ID", raising=False)
+    for url, conn in [("s3://b/p", "aws_default"), ("abfs://c/p", "wasb_default"), ("file:///x", None)]:
+        monkeypatch.setenv("MOVIELENS_LAKE_URL", url)
+        assert config.load().lake_conn_id == conn
+    monkeypatch.setenv("MOVIELENS_LAKE_CONN_ID", "my_lake")
+    assert config.load().lake_conn_id == "my_lake"

@@ -1,4 +1,10 @@
-"""Local Spark: ``SparkSubmitOperator`` with the ``spark`` connection (host ``local[*]`` by default)."""
+"""Local Spark: ``SparkSubmitOperator`` with the ``spark`` connection (host ``local[*]`` by default).
+
+With a ``file://`` lake the job reads and writes the lake directly. With a remote lake (``s3://``,
+``abfs://``) local Spark has no connectors, so the task stages through local disk
+(:mod:`movielens.compute.staging`): the partitions the job reads are copied to a local folder, the job
+runs on that folder, and the partitions it wrote for ``ds`` replace the lake's.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 
 from movielens import config
 from movielens.compute import job_arguments
+from movielens.compute.staging import LocalStaging
 from movielens.lake import Lake
 
 
@@ -24,8 +31,19 @@ class LocalSparkJobOperator(SparkSubmitOperator):
     def execute(self, context) -> None:
         settings = config.load()
         lake = Lake.from_settings(settings)
+        ds = context["ds"]
+        if lake.is_local:
+            self._submit(context, settings, lake.spark_root(), ds)
+            return
+        with LocalStaging(lake, self.job, ds, settings.staging_dir) as stage:
+            self.log.info("lake %s is remote: staging %s through %s", lake.url, self.job, stage.root)
+            stage.download()
+            self._submit(context, settings, stage.spark_root, ds)
+            stage.upload()
+
+    def _submit(self, context, settings, lake_root: str, ds: str) -> None:
         self.application = str(settings.spark_jobs_dir / self.job)
-        self.application_args = job_arguments(settings, lake.spark_root(), context["ds"])
+        self.application_args = job_arguments(settings, lake_root, ds)
         self._conn_id = settings.spark_conn_id
         self.conf = {
             **(self.conf or {}),
@@ -38,5 +56,6 @@ class LocalSparkJobOperator(SparkSubmitOperator):
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         }
+        self._hook = None  # built from the attributes above
         self.log.info("spark job %s %s", self.application, " ".join(self.application_args))
         super().execute(context)

@@ -1,0 +1,345 @@
+"""The lake on S3 (moto server) and on Azure Blob Storage (Azurite), through ObjectStoragePath.
+
+Unit-level: landing copy, routing (copy, verify, record, clear), reruns without duplicates, validation
+of a remote file, the Spark URL of each lake, and the local-disk staging of a Spark job's inputs and
+outputs. End to end (``e2e``): ``movielens_daily`` with ``airflow dags test`` on each remote lake, local
+Spark staging through disk, and a rerun of the date that leaves the same objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from movielens.lake import Lake, RoutingError, lake_url_from_spark, spark_url, storage_account
+from spark_jobs.common import layout
+
+DS = "2026-11-20"
+PREFIX = "platform/lake"
+MOVIES = b'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n2,"Heat, The (1995)",Action\n'
+RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964982704\n2,1,5.0,964982705\n"
+
+
+@dataclass
+class RemoteLake:
+    """A fresh bucket or container on a local server, the lake in it, and a way to list its objects."""
+
+    backend: str
+    lake: Lake
+    conn_id: str
+    conn_json: str
+    server: object
+    store: str  # bucket or container
+
+    def keys(self) -> list[str]:
+        """Every object under the lake's prefix, relative to it."""
+        if self.backend == "s3":
+            names = self.server.keys(self.store, PREFIX + "/")
+        else:
+            names = self.server.blobs(self.store, PREFIX + "/")
+        return sorted(n[len(PREFIX) + 1:] for n in names)
+
+
+def make_remote_lake(backend: str, server, monkeypatch) -> RemoteLake:
+    conn_id = f"movielens_lake_{backend}"
+    if backend == "s3":
+        store = server.create_bucket()
+        url = f"s3://{store}/{PREFIX}"
+    else:
+        store = server.create_container()
+        url = f"abfs://{store}/{PREFIX}"
+    conn_json = server.connection_json()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn_json)
+    monkeypatch.setenv("MOVIELENS_LAKE_URL", url)
+    monkeypatch.setenv("MOVIELENS_LAKE_CONN_ID", conn_id)
+    return RemoteLake(backend, Lake(url, conn_id), conn_id, conn_json, server, store)
+
+
+@pytest.fixture(params=["s3", "abfs"])
+def remote(request, monkeypatch) -> RemoteLake:
+    server = request.getfixturevalue("moto_server" if request.param == "s3" else "azurite_server")
+    return make_remote_lake(request.param, server, monkeypatch)
+
+
+def land(remote: RemoteLake, name: str, data: bytes, tmp_path, ds: str = DS):
+    local = tmp_path / "source" / name
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(data)
+    return remote.lake.land_bytes_from(local, ds)
+
+
+# --- URLs ---------------------------------------------------------------------------------------------
+def test_spark_urls_of_the_lakes(azurite_server, monkeypatch):
+    assert spark_url("s3://bucket/prefix") == "s3a://bucket/prefix"
+    assert spark_url("abfs://lake/prefix/x", "acct01") == "abfss://lake@acct01.dfs.core.windows.net/prefix/x"
+    assert lake_url_from_spark("abfss://lake@acct01.dfs.core.windows.net/prefix/x") == ("abfs://lake/prefix/x", "acct01")
+    assert lake_url_from_spark("s3a://bucket/prefix") == ("s3://bucket/prefix", None)
+    # Through the connection, as the DAG's tasks see it: Azurite's development account.
+    remote = make_remote_lake("abfs", azurite_server, monkeypatch)
+    assert storage_account(remote.conn_id) == azurite_server.account
+    root = remote.lake.spark_root()
+    assert root == f"abfss://{remote.store}@{azurite_server.account}.dfs.core.windows.net/{PREFIX}"
+    assert lake_url_from_spark(root) == (remote.lake.url, azurite_server.account)
+    with pytest.raises(ValueError, match="container@account"):
+        Lake(root, remote.conn_id)
+    with pytest.raises(ValueError, match="no wasbs:// scheme"):
+        Lake(f"wasbs://{remote.store}/{PREFIX}", remote.conn_id)
+
+
+# --- landing and routing ------------------------------------------------------------------------------
+def test_landing_copy_and_routing_both_zones(remote, tmp_path):
+    lake = remote.lake
+    movies = land(remote, "movies.csv", MOVIES, tmp_path)
+    bad = land(remote, "ratings_bad.csv", b"garbage\n", tmp_path)
+    assert [p.name for p in lake.landed_files(DS)] == ["movies.csv", "ratings_bad.csv"]
+    assert remote.keys() == [f"landing/ds={DS}/movies.csv", f"landing/ds={DS}/ratings_bad.csv"]
+
+    record = lake.route(movies, DS, passed=True, run_id="r1", kind="movies", details={"rows": 2})
+    failures = [{"check": "columns", "message": "wrong columns", "examples": [{"line": 1, "value": "garbage"}]}]
+    lake.route(bad, DS, passed=False, run_id="r1", kind="ratings", details={"failures": failures})
+
+    assert remote.keys() == [
+        f"rejected/ds={DS}/ratings_bad.csv",
+        f"rejected/ds={DS}/ratings_bad.report.json",
+        f"reports/ds={DS}/files/movies.csv.json",
+        f"reports/ds={DS}/files/ratings_bad.csv.json",
+        f"validated/ds={DS}/movies.csv",
+    ]
+    assert (lake.zone(layout.VALIDATED, DS) / "movies.csv").read_bytes() == MOVIES
+    assert record.sha256 == hashlib.sha256(MOVIES).hexdigest() and record.bytes == len(MOVIES)
+    # Records name the object by its plain URL, never with the connection id ObjectStoragePath embeds.
+    assert record.destination == f"{lake.url}/validated/ds={DS}/movies.csv"
+    records = {r["file"]: r for r in lake.records(DS)}
+    assert records["ratings_bad.csv"]["report"] == f"{lake.url}/rejected/ds={DS}/ratings_bad.report.json"
+    assert records["ratings_bad.csv"]["failures"] == failures and records["movies.csv"]["rows"] == 2
+    assert lake.validated_dates("2026-12-31") == [DS] and lake.validated_dates("2026-11-19") == []
+
+
+def test_rerun_after_crash_and_relanding_duplicate_nothing(remote, tmp_path):
+    lake = remote.lake
+    # A crash after the copy (destination written, landing kept) is finished by a rerun.
+    landed = land(remote, "ratings.csv", RATINGS, tmp_path)
+    dest = lake.zone(layout.VALIDATED, DS) / "ratings.csv"
+    dest.write_bytes(RATINGS)
+    lake.route(landed, DS, passed=True, run_id="r2", kind="ratings")
+    once = remote.keys()
+    assert once == [f"reports/ds={DS}/files/ratings.csv.json", f"validated/ds={DS}/ratings.csv"]
+    # A half-written copy is replaced; routing again the same landing changes nothing else.
+    dest.write_bytes(RATINGS[:20])
+    lake.route(land(remote, "ratings.csv", RATINGS, tmp_path), DS, passed=True, run_id="r3", kind="ratings")
+    assert remote.keys() == once and dest.read_bytes() == RATINGS
+    # The same name landed again with another verdict supersedes the earlier copy.
+    lake.route(land(remote, "ratings.csv", b"bad", tmp_path), DS, passed=False, run_id="r4", kind="ratings")
+    assert remote.keys() == [
+        f"rejected/ds={DS}/ratings.csv",
+        f"rejected/ds={DS}/ratings.report.json",
+        f"reports/ds={DS}/files/ratings.csv.json",
+    ]
+
+
+def test_copy_that_does_not_verify_keeps_landing(remote, tmp_path, monkeypatch):
+    import movielens.lake as lake_module
+
+    landed = land(remote, "movies.csv", MOVIES, tmp_path)
+    real_copy = lake_module._copy_stream
+
+    def corrupting_copy(src, dst):
+        digest = real_copy(src, dst)
+        dst.write_bytes(b"corrupted")
+        return digest
+
+    monkeypatch.setattr(lake_module, "_copy_stream", corrupting_copy)
+    with pytest.raises(RoutingError, match="did not verify"):
+        remote.lake.route(landed, DS, passed=True, run_id="r1", kind="movies")
+    assert landed.exists() and not remote.lake.record_path(DS, "movies.csv").exists()
+
+
+def test_validate_and_route_remote_files_as_the_dag_does(remote, tmp_path):
+    """pipeline.process_landed_file on the remote lake: GX validation reads the object, then routes it."""
+    from movielens import pipeline
+
+    land(remote, "movies.csv", MOVIES, tmp_path)
+    land(remote, "ratings.csv", RATINGS, tmp_path)
+    land(remote, "ratings_broken.csv", b"userId,movieId,rating,timestamp\n1,1,7.5,964982703\n", tmp_path)
+    landed = pipeline.find_landed_files(DS)
+    assert landed == {"movies": ["movies.csv"], "others": ["ratings.csv", "ratings_broken.csv"]}
+    results = {name: pipeline.process_landed_file(DS, "manual__r1", name) for name in landed["movies"] + landed["others"]}
+    assert {n: r["zone"] for n, r in results.items()} == {
+        "movies.csv": "validated", "ratings.csv": "validated", "ratings_broken.csv": "rejected",
+    }
+    assert "rating_range" in [f["check"] for f in results["ratings_broken.csv"]["failures"]]
+    assert not remote.lake.landed_files(DS), "landing is cleared"
+    assert pipeline.check_training_data(DS) == {"validated_ratings_dates": [DS]}
+    # A rerun of the routing task after the file left landing reports the same record.
+    again = pipeline.process_landed_file(DS, "manual__r1", "ratings.csv")
+    assert again["sha256"] == results["ratings.csv"]["sha256"]
+    docs = pipeline.build_data_docs(DS)
+    assert docs["data_docs"] == f"{remote.lake.url}/reports/ds={DS}/data_docs/index.html" and docs["files"] == 3
+    assert f"reports/ds={DS}/data_docs/index.html" in remote.keys()
+
+
+# --- staging for local Spark ----------------------------------------------------------------------------
+def put(remote: RemoteLake, rel: str, data: bytes) -> None:
+    path = remote.lake.path(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remote, tmp_path):
+    from movielens.compute.staging import LocalStaging
+
+    before, after = "2026-11-19", "2026-11-21"
+    put(remote, f"validated/ds={DS}/movies.csv", MOVIES)
+    put(remote, f"validated/ds={before}/ratings.csv", RATINGS)  # bronze.py reads only ds=D
+    put(remote, f"rejected/ds={DS}/ratings_bad.csv", b"bad")
+    for ds in (before, DS, after):
+        put(remote, f"bronze/movies/ds={ds}/part-0.parquet", b"m" + ds.encode())
+        put(remote, f"bronze/ratings/ds={ds}/part-0.parquet", b"r" + ds.encode())
+        put(remote, f"bronze/ratings/ds={ds}/_SUCCESS", b"")
+    put(remote, f"bronze/tags/ds={before}/part-0.parquet", b"t")
+    # Outputs of an earlier run of ds=D: every one must be replaced or removed.
+    put(remote, f"bronze/tags/ds={DS}/part-old.parquet", b"old tags")
+    put(remote, f"gold/recommendations/ds={DS}/part-old.parquet", b"old recs")
+    put(remote, f"models/ds={DS}/als_explicit/metadata/part-old", b"old model")
+
+    with LocalStaging(remote.lake, "daily.py", DS, tmp_path / "staging") as stage:
+        stats = stage.download()
+        root = stage.root
+        got = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        assert got == [
+            f"bronze/movies/ds={before}/part-0.parquet",
+            f"bronze/ratings/ds={before}/_SUCCESS",
+            f"bronze/ratings/ds={before}/part-0.parquet",
+            f"validated/ds={DS}/movies.csv",
+        ]
+        assert (root / f"validated/ds={DS}/movies.csv").read_bytes() == MOVIES
+        assert stats["files"] == 4 and stats["bytes"] == len(MOVIES) + 2 * len(b"m" + before.encode())
+
+        # What a Spark run leaves in the folder (checksum files included; no tags validated today).
+        written = {
+            f"bronze/movies/ds={DS}/part-new.parquet": b"new movies",
+            f"bronze/movies/ds={DS}/.part-new.parquet.crc": b"crc",
+            f"bronze/movies/ds={DS}/_SUCCESS": b"",
+            f"silver/ratings/ds={DS}/part-new.parquet": b"new silver",
+            f"gold/recommendations/ds={DS}/part-new.parquet": b"new recs",
+            f"gold/brand_new_table/ds={DS}/part-new.parquet": b"undeclared",
+            f"models/ds={DS}/als_explicit/metadata/part-00000": b"new model",
+            f"models/ds={DS}/params.json": b"{}",
+        }
+        for rel, data in written.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        report = {"lake_root": stage.spark_root, "outputs": {"x": f"{stage.spark_root}/gold/recommendations/ds={DS}"}}
+        (root / f"reports/ds={DS}/spark_job.json").parent.mkdir(parents=True)
+        (root / f"reports/ds={DS}/spark_job.json").write_text(json.dumps(report))
+        out = stage.upload()
+    assert not root.exists(), "the staging folder is removed"
+    # Removed first: bronze movies (1) and ratings (2) of ds=D, the old tags, recommendations and model.
+    assert out["removed"] == 6 and out["files"] == 8
+
+    keys = set(remote.keys())
+    for rel, data in written.items():
+        if "/." in rel:
+            assert rel not in keys, "Spark checksum files are not uploaded"
+        else:
+            assert (remote.lake.path(rel)).read_bytes() == data, rel
+    assert not any(k.startswith(f"bronze/tags/ds={DS}/") for k in keys), "a kind with no data today is removed"
+    assert not any(k.startswith(f"bronze/ratings/ds={DS}/") for k in keys)
+    assert f"bronze/tags/ds={before}/part-0.parquet" in keys and f"bronze/ratings/ds={after}/part-0.parquet" in keys
+    assert not any("part-old" in k for k in keys), "old outputs of ds=D are replaced"
+    saved = json.loads(remote.lake.path(f"reports/ds={DS}/spark_job.json").read_text())
+    assert saved["lake_root"] == remote.lake.url
+    assert saved["outputs"]["x"] == f"{remote.lake.url}/gold/recommendations/ds={DS}"
+    assert saved["staging"]["in"]["files"] == 4
+
+
+# --- end to end -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from movielens import synthetic
+
+    folder = tmp_path_factory.mktemp("source")
+    synthetic.generate_size(folder, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    (folder / "ratings_broken.csv").write_text("userId,movieId,rating,timestamp\n1,1,7.5,964982703\n")
+    return folder
+
+
+def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> str:
+    from movielens import localenv
+
+    env = localenv.airflow_env(
+        home=tmp_path / "airflow",
+        smtp_conn=mailbox.connection_uri_json(),
+        lake_url=remote.lake.url,
+        extra={
+            f"AIRFLOW_CONN_{remote.conn_id.upper()}": remote.conn_json,
+            "MOVIELENS_LAKE_CONN_ID": remote.conn_id,
+            "MOVIELENS_DIR": str(source),
+            "MOVIELENS_EMAIL_TO": "team@example.test",
+            "MOVIELENS_DEMO_USERS": "1",
+            "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
+            "MOVIELENS_STAGING_DIR": str(tmp_path / "staging"),
+            "MOVIELENS_SPARK_DRIVER_MEMORY": "2g",
+        },
+    )
+    if not (tmp_path / "airflow" / "airflow.db").exists():
+        localenv.migrate(env)
+    return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / log_name)
+
+
+@pytest.mark.e2e
+def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox, source):
+    state = run_daily(remote, tmp_path, mailbox, source, "dags_test.log")
+    assert state == "success", (tmp_path / "dags_test.log").read_text()[-6000:]
+    lake, url = remote.lake, remote.lake.url
+    keys = remote.keys()
+
+    validated = sorted(k.rsplit("/", 1)[1] for k in keys if k.startswith(f"validated/ds={DS}/"))
+    assert validated == ["links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    for name in validated:
+        assert (lake.zone(layout.VALIDATED, DS) / name).read_bytes() == (source / name).read_bytes()
+    assert sorted(k for k in keys if k.startswith(f"rejected/ds={DS}/")) == [
+        f"rejected/ds={DS}/ratings_broken.csv", f"rejected/ds={DS}/ratings_broken.report.json",
+    ]
+    assert not any(k.startswith("landing/") for k in keys), "landing is cleared after routing"
+    for table in ("bronze/ratings", "bronze/movies", "silver/ratings", "silver/movie_stats", "gold/recommendations",
+                  "gold/similar_movies", "gold/popular_movies", "gold/model_metrics"):
+        assert any(k.startswith(f"{table}/ds={DS}/part-") and k.endswith(".parquet") for k in keys), table
+        assert f"{table}/ds={DS}/_SUCCESS" in keys, table
+    assert any(k.startswith(f"models/ds={DS}/als_explicit/") for k in keys)
+    assert not any(k.rsplit("/", 1)[1].startswith(".") for k in keys), "no Spark checksum files in the lake"
+    assert not list((tmp_path / "staging").iterdir()), "the staging folder is cleaned up"
+
+    summary = json.loads((lake.zone(layout.REPORTS, DS) / layout.RUN_SUMMARY).read_text())
+    assert summary["lake"] == url
+    assert summary["files_validated"] == 4 and summary["files_rejected"] == 1
+    assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
+    assert summary["row_counts"]["silver"]["ratings"] > 0
+    assert summary["outputs"]["recommendations"] == f"{url}/gold/recommendations/ds={DS}"
+    assert summary["outputs"]["data_docs"] == f"{url}/reports/ds={DS}/data_docs/index.html"
+    assert all(f["destination"].startswith(url + "/") for f in summary["files"])
+    assert len(summary["sample_recommendations"]["1"]) == 10
+    spark_report = json.loads((lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT).read_text())
+    assert spark_report["lake_root"] == url and spark_report["staging"]["in"]["files"] == 4
+    success = [m for m in mailbox.messages() if DS in m["Subject"] and "FAILED" not in m["Subject"]]
+    assert len(success) == 1, [m["Subject"] for m in mailbox.messages()]
+
+    # A rerun of the date (the same files landed again) leaves the same objects: no duplicates.
+    csv_bytes = {k: lake.path(k).read_bytes() for k in keys if k.endswith(".csv")}
+    part_counts = {k.rsplit("/", 1)[0] for k in keys if "/part-" in k}
+    state = run_daily(remote, tmp_path, mailbox, source, "dags_test_rerun.log")
+    assert state == "success", (tmp_path / "dags_test_rerun.log").read_text()[-6000:]
+    keys_again = remote.keys()
+    assert {k.rsplit("/", 1)[0] for k in keys_again if "/part-" in k} == part_counts
+    same_layout = [k for k in keys if "/part-" not in k]
+    assert [k for k in keys_again if "/part-" not in k] == same_layout
+    for folder in part_counts:  # one Spark write per partition: as many part files as the first run
+        assert sum(k.startswith(folder + "/") for k in keys_again) == sum(k.startswith(folder + "/") for k in keys)
+    assert {k: lake.path(k).read_bytes() for k in keys_again if k.endswith(".csv")} == csv_bytes
+    again = json.loads((lake.zone(layout.REPORTS, DS) / layout.RUN_SUMMARY).read_text())
+    assert again["metrics"] == summary["metrics"] and again["row_counts"] == summary["row_counts"]

@@ -1,0 +1,238 @@
+"""Real local servers for the tests, started and stopped by the tests themselves, on 127.0.0.1.
+
+- :class:`MotoS3` : moto in server mode (S3, and the other AWS APIs moto serves, e.g. EMR), in a
+  thread of the test process.
+- :class:`Azurite`: the Azure Storage emulator's blob service (npm package ``azurite``, installed by
+  ``make install`` into ``tools/azurite/node_modules``), as a child process.
+
+Ports are chosen free at run time, never fixed. Each server hands out Airflow connections as the
+JSON an ``AIRFLOW_CONN_<ID>`` variable holds, so a test can give them to the ``airflow`` command as
+they are. The pytest fixtures at the end (session scope: one server per test session) are imported by
+``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE_DIR = ROOT / "tools" / "azurite"
+AZURITE_BLOB = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
+# Where Azurite defines its development account (name and the well-known key): read, never typed.
+AZURITE_CONSTANTS = AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob" / "utils" / "constants.js"
+
+AWS_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}:\n{tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def unique_name(prefix: str) -> str:
+    """A bucket or container name, valid for both S3 and Azure (lower case, digits, dashes)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class MotoS3:
+    """moto's server (``ThreadedMotoServer``) on a free port of 127.0.0.1."""
+
+    access_key = "testing-access-key"
+    secret_key = "testing-secret-key"
+
+    def __init__(self, region: str = AWS_REGION):
+        self.region = region
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> "MotoS3":
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        wait_for_port(self.port, timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "MotoS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def connection(self) -> dict:
+        """An Airflow ``aws`` connection to this server (fake keys; the endpoint in the extra)."""
+        return {
+            "conn_type": "aws",
+            "login": self.access_key,
+            "password": self.secret_key,
+            "extra": {"endpoint_url": self.endpoint, "region_name": self.region},
+        }
+
+    def connection_json(self) -> str:
+        return json.dumps(self.connection())
+
+    def client(self, service: str = "s3"):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+    def create_bucket(self, name: str | None = None) -> str:
+        name = name or unique_name("lake")
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        paginator = self.client().get_paginator("list_objects_v2")
+        return sorted(o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", []))
+
+
+def azurite_account() -> tuple[str, str]:
+    """The emulator's development account name and key, as Azurite's own package defines them."""
+    if not AZURITE_CONSTANTS.exists():
+        raise FileNotFoundError(f"{AZURITE_CONSTANTS} is missing: run `make install` (npm ci in tools/azurite)")
+    text = AZURITE_CONSTANTS.read_text()
+    name = re.search(r'EMULATOR_ACCOUNT_NAME = "([^"]+)"', text)
+    key = re.search(r'EMULATOR_ACCOUNT_KEY_STR = "([^"]+)"', text)
+    if not (name and key):
+        raise RuntimeError(f"cannot find the development account in {AZURITE_CONSTANTS} (Azurite changed?)")
+    return name.group(1), key.group(1)
+
+
+class Azurite:
+    """Azurite's blob service, in memory, on a free port of 127.0.0.1; its own process group."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.account, self.key = azurite_account()
+        self.endpoint = f"http://127.0.0.1:{self.port}/{self.account}"
+        self.log = self.workdir / "azurite.log"
+        self._proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return AZURITE_BLOB.exists() and AZURITE_CONSTANTS.exists()
+
+    def start(self) -> "Azurite":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(AZURITE_BLOB),
+            "--blobHost", "127.0.0.1",
+            "--blobPort", str(self.port),
+            "--inMemoryPersistence",
+            # In-memory extents otherwise may take half the machine's RAM.
+            "--extentMemoryLimit", "512",
+            # Otherwise it reports to an outside host.
+            "--disableTelemetry",
+            # The Python SDK may speak a newer API version than the emulator knows.
+            "--skipApiVersionCheck",
+            "--loose",
+        ]
+        with self.log.open("wb") as out:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        wait_for_port(self.port, timeout=60, proc=self._proc, log=self.log)
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the group is Azurite's alone
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+    def __enter__(self) -> "Azurite":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"BlobEndpoint={self.endpoint};"
+        )
+
+    def connection(self) -> dict:
+        """An Airflow ``wasb`` connection; ``abfs://`` paths take the account from its connection string."""
+        return {"conn_type": "wasb", "extra": {"connection_string": self.connection_string}}
+
+    def connection_json(self) -> str:
+        return json.dumps(self.connection())
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def create_container(self, name: str | None = None) -> str:
+        name = name or unique_name("lake")
+        self.service().create_container(name)
+        return name
+
+    def blobs(self, container: str, prefix: str = "") -> list[str]:
+        client = self.service().get_container_client(container)
+        return sorted(b.name for b in client.list_blobs(name_starts_with=prefix or None))
+
+
+# --- pytest fixtures (imported by tests/conftest.py) ------------------------------------------------
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto in server mode for the whole session (S3, EMR, ...)."""
+    with MotoS3() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    """Azurite's blob service for the whole session. Skipped when not installed, except in CI."""
+    if not Azurite.available():
+        message = f"Azurite is not installed in {AZURITE_DIR}: run `make install` (npm ci)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with Azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
