@@ -1,7 +1,7 @@
 """Train and evaluate recommendation models on the silver ratings of a date; write recommendations.
 
-Protocol (defaults, all configurable): a random split of the silver ratings (test fraction 0.25,
-seed 42); rating metrics (RMSE, MAE) on test pairs the model can score; ranking metrics at k=10 over
+Protocol (defaults, all configurable): a random split of the silver ratings stratified by movie
+(test fraction 0.25, seed 42; see ``split``); rating metrics (RMSE, MAE) on test pairs the model can score; ranking metrics at k=10 over
 test users that also appear in training, with their training items excluded from recommendations.
 Models: explicit-feedback ALS, and a popularity baseline (most-rated unseen movies). After evaluation
 ALS is refit on all ratings, and its top-N unseen movies per user (with titles) go to
@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -38,8 +38,21 @@ def extract(spark: SparkSession, lake_root: str, ds: str) -> tuple[DataFrame, Da
 
 
 def split(ratings: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
-    train, test = ratings.randomSplit([1.0 - test_fraction, test_fraction], seed=seed)
-    return train, test
+    """Random split stratified by movie, the same on every run and cluster.
+
+    Each movie's ratings are ordered by ``xxhash64(seed, userId, movieId)`` and the first
+    ``round(n * (1 - test_fraction))`` (half to even) stay in training: a movie with one rating is never
+    held out, so every test movie is known to the models. ``randomSplit`` is not used: its result
+    depends on how the data happens to be partitioned.
+    """
+    key = F.xxhash64(F.lit(seed), F.col("userId"), F.col("movieId"))
+    per_movie = Window.partitionBy("movieId")
+    ranked = ratings.withColumn("_pos", F.row_number().over(per_movie.orderBy(key, "userId"))).withColumn(
+        "_n", F.count(F.lit(1)).over(per_movie)
+    )
+    in_train = F.col("_pos") <= F.bround(F.col("_n") * F.lit(1.0 - test_fraction), 0)
+    columns = ratings.columns
+    return ranked.where(in_train).select(*columns), ranked.where(~in_train).select(*columns)
 
 
 def fit_als(train: DataFrame, rank: int, reg_param: float, max_iter: int, seed: int) -> ALSModel:
@@ -70,6 +83,24 @@ def seen_items(ratings: DataFrame) -> DataFrame:
     return ratings.groupBy("userId").agg(F.collect_list("movieId").alias("seen"))
 
 
+def _recommendation_frame(user_ids, top_ids, top_scores, k: int):
+    """Rows (userId, rank, movieId, score) from per-user top-k arrays; padding (id -1) dropped."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "userId": np.repeat(user_ids, k).astype("int32"),
+            "rank": np.tile(np.arange(1, k + 1, dtype="int32"), len(user_ids)),
+            "movieId": top_ids.reshape(-1).astype("int64"),
+            "score": top_scores.reshape(-1).astype("float32"),
+        }
+    )
+    frame = frame[frame["movieId"] >= 0]
+    frame["movieId"] = frame["movieId"].astype("int32")
+    return frame
+
+
 def top_k(users: DataFrame, item_ids, item_vectors, k: int) -> DataFrame:
     """Top-k unseen items per user from a (userId, features, seen) frame; blocked matrix products."""
     import numpy as np
@@ -88,17 +119,7 @@ def top_k(users: DataFrame, item_ids, item_vectors, k: int) -> DataFrame:
                 continue
             user_vectors = np.vstack(pdf["features"].to_numpy()).astype(np.float32)
             top_ids, top_scores = ranking.top_k_block(user_vectors, ids, vectors, list(pdf["seen"]), k)
-            frame = pd.DataFrame(
-                {
-                    "userId": np.repeat(pdf["userId"].to_numpy(), k).astype("int32"),
-                    "rank": np.tile(np.arange(1, k + 1, dtype="int32"), len(pdf)),
-                    "movieId": top_ids.reshape(-1).astype("int64"),
-                    "score": top_scores.reshape(-1).astype("float32"),
-                }
-            )
-            frame = frame[frame["movieId"] >= 0]
-            frame["movieId"] = frame["movieId"].astype("int32")
-            yield frame
+            yield _recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores, k)
 
     return users.mapInPandas(score, RECOMMENDATION_SCHEMA)
 
@@ -112,12 +133,25 @@ def als_top_k(model: ALSModel, seen: DataFrame, k: int) -> DataFrame:
 
 
 def popularity_top_k(train: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
-    """The baseline: each user's k most-rated unseen movies (a one-factor model: score = count)."""
-    counts = train.groupBy("movieId").count().collect()
-    item_ids = [row["movieId"] for row in counts]
-    item_vectors = [[float(row["count"])] for row in counts]
-    with_vector = users.select("userId").distinct().withColumn("features", F.array(F.lit(1.0)))
-    return top_k(with_vector.join(seen, "userId", "left"), item_ids, item_vectors, k)
+    """The baseline: each user's k most-rated unseen movies (ties: the smaller movieId first)."""
+    import numpy as np
+
+    counts = train.groupBy("movieId").count().orderBy(F.col("count").desc(), "movieId").collect()
+    ranked_ids = np.array([row["movieId"] for row in counts], dtype=np.int64)
+    ranked_scores = np.array([row["count"] for row in counts], dtype=np.float32)
+    shared = users.sparkSession.sparkContext.broadcast((ranked_ids, ranked_scores))
+
+    def score(batches):
+        import pandas as pd
+
+        ids, scores = shared.value
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            top_ids, top_scores = ranking.top_k_same_order(ids, scores, list(pdf["seen"]), k)
+            yield _recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores, k)
+
+    return users.select("userId").distinct().join(seen, "userId", "left").mapInPandas(score, RECOMMENDATION_SCHEMA)
 
 
 def ranking_metrics(recommendations: DataFrame, test: DataFrame, k: int, catalogue_size: int) -> dict[str, float]:
@@ -190,7 +224,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     return {
         "models": models,
         "protocol": {
-            "split": "random",
+            "split": "random, stratified by movie (xxhash64 of seed, userId, movieId)",
             "test_fraction": params.test_fraction,
             "seed": params.seed,
             "k": k,
