@@ -12,13 +12,13 @@ Uses pyspark (and numpy/pandas, which pyspark's ML and pandas functions need) on
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -71,12 +71,21 @@ def fit_als(train: DataFrame, rank: int, reg_param: float, max_iter: int, seed: 
 
 
 def rating_metrics(model: ALSModel, test: DataFrame) -> dict[str, float]:
-    predictions = model.transform(test)
-    result = {}
-    for metric in ("rmse", "mae"):
-        evaluator = RegressionEvaluator(metricName=metric, labelCol="rating", predictionCol="prediction")
-        result[metric] = float(evaluator.evaluate(predictions))
-    return result
+    """RMSE and MAE over the test pairs the model can score (cold-start pairs are dropped).
+
+    Errors are summed as DECIMAL(38,18): exact, so the result is the same whatever order the
+    partitions are added in (a float sum changes its last digits from run to run).
+    """
+    error = model.transform(test).select((F.col("prediction") - F.col("rating")).alias("e"))
+    exact = T.DecimalType(38, 18)
+    sums = error.agg(
+        F.sum((F.col("e") * F.col("e")).cast(exact)).alias("se"),
+        F.sum(F.abs(F.col("e")).cast(exact)).alias("ae"),
+        F.count("*").alias("n"),
+    ).first()
+    if not sums["n"]:
+        return {"rmse": float("nan"), "mae": float("nan")}
+    return {"rmse": math.sqrt(float(sums["se"]) / sums["n"]), "mae": float(sums["ae"]) / sums["n"]}
 
 
 def seen_items(ratings: DataFrame) -> DataFrame:
@@ -171,11 +180,12 @@ def ranking_metrics(recommendations: DataFrame, test: DataFrame, k: int, catalog
             rows = [ranking.user_metrics(list(r), list(rel), k) for r, rel in zip(pdf["recommended"], pdf["relevant"])]
             yield pd.DataFrame(rows, columns=list(names))
 
-    means = joined.mapInPandas(per_user, schema).agg(
-        *[F.avg(name).alias(names[name]) for name in names], F.count("*").alias("users")
-    ).first()
-    result = {key: float(means[key] or 0.0) for key in names.values()}
-    result["evaluated_users"] = int(means["users"])
+    # Per-user values come to the driver (one small row per user) and are averaged with math.fsum, whose
+    # result does not depend on the order of the rows: Spark's avg sums partitions in whatever order
+    # they finish, which changes the last digits from run to run.
+    rows = joined.mapInPandas(per_user, schema).collect()
+    result = {names[name]: (math.fsum(r[name] for r in rows) / len(rows) if rows else 0.0) for name in names}
+    result["evaluated_users"] = len(rows)
     distinct = joined.select(F.explode("recommended").alias("m")).distinct().count()
     result["catalog_coverage"] = distinct / catalogue_size if catalogue_size else 0.0
     return result
