@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "train":
             trained = train.run(spark, args.lake_root, args.ds, args)
             report["counts"].setdefault("gold", {}).update(trained.pop("counts"))
+            report.setdefault("outputs", {}).update(trained.pop("outputs"))
             report.update(trained)
         else:
             counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, args.similar_movies)

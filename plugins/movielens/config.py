@@ -38,6 +38,15 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in _env(name, default).split(",") if item.strip()]
 
@@ -69,6 +78,12 @@ class Settings:
     als_rank: int
     als_reg_param: float
     als_max_iter: int
+    # Tune both models on a validation split (else the values here are used as they are).
+    tune: bool
+    tune_max_users: int
+    ease_reg: float
+    ials_weight: float
+    top_n_max_items: int
     liked_threshold: float
     test_fraction: float
     seed: int
@@ -124,9 +139,14 @@ def load() -> Settings:
         spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
         spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),
         staging_dir=Path(_env("MOVIELENS_STAGING_DIR", str(VAR_DIR / "staging"))),
-        als_rank=_env_int("MOVIELENS_ALS_RANK", 10),
-        als_reg_param=_env_float("MOVIELENS_ALS_REG_PARAM", 0.1),
+        als_rank=_env_int("MOVIELENS_ALS_RANK", 20),
+        als_reg_param=_env_float("MOVIELENS_ALS_REG_PARAM", 0.15),
         als_max_iter=_env_int("MOVIELENS_ALS_MAX_ITER", 10),
+        tune=_env_bool("MOVIELENS_TUNE", True),
+        tune_max_users=_env_int("MOVIELENS_TUNE_MAX_USERS", 10_000),
+        ease_reg=_env_float("MOVIELENS_EASE_REG", 400.0),
+        ials_weight=_env_float("MOVIELENS_IALS_WEIGHT", 1.0),
+        top_n_max_items=_env_int("MOVIELENS_TOP_N_MAX_ITEMS", 6000),
         liked_threshold=_env_float("MOVIELENS_LIKED_THRESHOLD", 4.0),
         test_fraction=_env_float("MOVIELENS_TEST_FRACTION", 0.25),
         seed=_env_int("MOVIELENS_SEED", 42),

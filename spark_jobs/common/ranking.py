@@ -49,16 +49,41 @@ def top_k_block(
                 cols, ids = cols[inside], ids[inside]
                 cols = cols[item_ids[cols] == ids]  # seen items absent from the catalogue are ignored
                 scores[row, cols] = -np.inf
-        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        ids = item_ids[top]
-        ids[~np.isfinite(top_scores)] = -1
+        top, top_scores = top_k_dense(scores, k_eff)
+        ids = np.where(top >= 0, item_ids[np.maximum(top, 0)], -1)
         out_ids[start:stop, :k_eff] = ids
         out_scores[start:stop, :k_eff] = top_scores
     return out_ids, out_scores
+
+
+def top_k_dense(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column positions and values of each row's k largest finite scores, best first (-1 / -inf if fewer)."""
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    top[~np.isfinite(top_scores)] = -1
+    return top, top_scores
+
+
+def recommendation_frame(user_ids: np.ndarray, top_ids: np.ndarray, top_scores: np.ndarray):
+    """pandas rows (userId, rank, movieId, score) from per-user top-k arrays; padding (id -1) dropped."""
+    import pandas as pd
+
+    n, k = top_ids.shape
+    frame = pd.DataFrame(
+        {
+            "userId": np.repeat(np.asarray(user_ids), k).astype("int32"),
+            "rank": np.tile(np.arange(1, k + 1, dtype="int32"), n),
+            "movieId": top_ids.reshape(-1).astype("int64"),
+            "score": top_scores.reshape(-1).astype("float32"),
+        }
+    )
+    frame = frame[frame["movieId"] >= 0]
+    frame["movieId"] = frame["movieId"].astype("int32")
+    return frame
 
 
 def top_k_same_order(

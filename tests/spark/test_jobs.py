@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import bronze, silver, train
 from spark_jobs.common import layout
+from spark_jobs.common.args import add_model_args, base_parser
 
 pytestmark = pytest.mark.spark
 
@@ -80,11 +79,16 @@ def test_daily_stages_on_a_tiny_lake(spark, tmp_path):
     assert "Movie 1, The (1991)" in [r.title for r in titles.collect()]
     assert silver.run(spark, lake, "2026-01-01", 4.0)["ratings"] == 200, "a backfill of an earlier date sees only its history"
 
-    params = argparse.Namespace(rank=4, reg_param=0.1, max_iter=5, test_fraction=0.25, seed=42, top_k=5, recommendations=5)
+    params = add_model_args(base_parser("test")).parse_args(
+        ["--lake-root", lake, "--ds", "2026-01-02", "--rank", "4", "--max-iter", "5", "--top-k", "5",
+         "--recommendations", "5", "--no-tune", "--ials-rank", "4"]
+    )
     result = train.run(spark, lake, "2026-01-02", params)
     metrics = result["models"]["als_explicit"]["metrics"]
     assert 0 < metrics["rmse"] < 5 and 0 <= metrics["ndcg_at_5"] <= 1
-    assert set(result["models"]) == {"als_explicit", "popularity"}
+    assert set(result["models"]) == {"als_explicit", "ease_ials", "popularity"}
+    for model in result["models"].values():
+        assert {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5", "hit_rate_at_5", "catalog_coverage"} <= set(model["metrics"])
     recs = spark.read.parquet(layout.table_dir(lake, layout.GOLD, "recommendations", "2026-01-02"))
     seen = {(r.userId, r.movieId) for r in spark.read.parquet(layout.table_dir(lake, layout.SILVER, "ratings", "2026-01-02")).collect()}
     rows = recs.collect()

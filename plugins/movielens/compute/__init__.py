@@ -22,4 +22,9 @@ def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
         "--test-fraction", str(settings.test_fraction),
         "--seed", str(settings.seed),
         "--top-k", str(settings.top_k),
+        "--tune" if settings.tune else "--no-tune",
+        "--tune-max-users", str(settings.tune_max_users),
+        "--ease-reg", str(settings.ease_reg),
+        "--ials-weight", str(settings.ials_weight),
+        "--max-items", str(settings.top_n_max_items),
     ]

@@ -96,7 +96,7 @@ JOB_OUTPUTS: dict[str, list] = {
     "bronze.py": _tables(layout.BRONZE, layout.FILE_KINDS),
     "silver.py": _tables(layout.SILVER, SILVER_TABLES),
     "gold.py": _tables(layout.GOLD, GOLD_ANALYSIS),
-    "train.py": _tables(layout.GOLD, ("recommendations", "model_metrics")) + [Part(layout.MODELS)],
+    "train.py": _tables(layout.GOLD, ("recommendations", "model_metrics", "model_tuning")) + [Part(layout.MODELS)],
     "similar.py": _tables(layout.GOLD, ("similar_movies",)),
 }
 JOB_OUTPUTS["daily.py"] = [

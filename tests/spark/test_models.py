@@ -1,0 +1,165 @@
+"""The rating model, the top-N model and the evaluation protocol, on small in-memory inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spark_jobs import evaluation, rating_model, top_n_model, train
+
+pytestmark = pytest.mark.spark
+
+
+def _ratings(spark, rows):
+    return spark.createDataFrame(rows, "userId int, movieId int, rating double")
+
+
+def _latent_ratings(n_users=40, n_items=30, seed=3):
+    """Ratings = 3 + user bias + item bias + a rank-2 interaction, rounded to half stars; 60% observed."""
+    rng = np.random.default_rng(seed)
+    bu, bi = rng.normal(0, 0.5, n_users), rng.normal(0, 0.5, n_items)
+    p, q = rng.normal(0, 0.6, (n_users, 2)), rng.normal(0, 0.6, (n_items, 2))
+    rows = []
+    for u in range(n_users):
+        for i in range(n_items):
+            if rng.random() < 0.6:
+                r = float(np.clip(np.round((3 + bu[u] + bi[i] + p[u] @ q[i]) * 2) / 2, 0.5, 5.0))
+                rows.append((u + 1, i + 1, r))
+    return rows
+
+
+def test_biases_are_shrunk_means_of_the_residuals(spark):
+    # One user, movie 1 rated 5 by everyone (2 users), movie 2 rated 3 (2 users): mu = 4.
+    df = _ratings(spark, [(1, 1, 5.0), (2, 1, 5.0), (1, 2, 3.0), (2, 2, 3.0)])
+    mu, users, items = rating_model.fit_biases(df, reg_user=0.0, reg_item=2.0, iterations=1)
+    assert mu == 4.0
+    b_item = {r["movieId"]: r["b_item"] for r in items.collect()}
+    assert b_item == pytest.approx({1: 2 * 1.0 / (2 + 2.0), 2: 2 * -1.0 / (2 + 2.0)})
+    b_user = {r["userId"]: r["b_user"] for r in users.collect()}
+    assert b_user == pytest.approx({1: 0.0, 2: 0.0})
+
+
+def test_rating_model_beats_the_biases_and_scores_every_pair(spark):
+    rows = _latent_ratings()
+    df = _ratings(spark, rows)
+    train_df, test_df = evaluation.split(df, 0.25, 42)
+    biases = rating_model.fit(train_df, 0, 0.0, 1, 2.0, 2.0, seed=1)
+    full = rating_model.fit(train_df, 4, 0.05, 15, 2.0, 2.0, seed=1)
+    rmse_biases = evaluation.rating_metrics(rating_model.predict(biases, test_df))["rmse"]
+    scored = evaluation.rating_metrics(rating_model.predict(full, test_df))
+    assert scored["rated_pairs"] == test_df.count()
+    assert scored["rmse"] < rmse_biases, "the ALS part must learn the interaction the biases miss"
+    # An unknown user and an unknown movie fall back to the biases, within the rating range.
+    unknown = _ratings(spark, [(999, 1, 3.0), (1, 999, 3.0), (999, 999, 3.0)])
+    predictions = {(r["userId"], r["movieId"]): r["prediction"] for r in rating_model.predict(full, unknown).collect()}
+    assert predictions[(999, 999)] == pytest.approx(full.global_mean)
+    assert all(0.5 <= p <= 5.0 for p in predictions.values())
+
+
+def test_rating_model_ranking_follows_its_predictions(spark):
+    df = _ratings(spark, _latent_ratings())
+    model = rating_model.fit(df, 4, 0.05, 10, 2.0, 2.0, seed=1)
+    user_factors, ids, vectors = rating_model.ranking_factors(model)
+    pairs = spark.createDataFrame([(1, int(m), 0.0) for m in ids], "userId int, movieId int, rating double")
+    predicted = {r["movieId"]: r["prediction"] for r in rating_model.predict(model, pairs).collect()}
+    u = np.array(user_factors.where("userId = 1").first()["features"], dtype=np.float32)
+    by_factors = dict(zip(ids.tolist(), (vectors @ u).tolist()))
+    mu_bu = predicted[ids[0]] - by_factors[ids[0]]
+    unclipped = [m for m in ids.tolist() if 0.5 < predicted[m] < 5.0]
+    assert len(unclipped) > 10
+    for m in unclipped:
+        assert predicted[m] == pytest.approx(by_factors[m] + mu_bu, abs=1e-4)
+
+
+def test_item_gram_counts_co_occurrences_for_light_and_heavy_users(spark):
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(1, 300):
+        n = 2 if u % 10 else 40  # every tenth user rates many movies (the dense path)
+        for m in rng.choice(np.arange(1, 101), size=n, replace=False):
+            rows.append((u, int(m), 4.0))
+    data = top_n_model.interactions(_ratings(spark, rows), max_items=None)
+    x = np.zeros((300, len(data.item_ids)))
+    for u, m, _ in rows:
+        x[u, np.searchsorted(data.item_ids, m)] = 1.0
+    np.testing.assert_array_equal(top_n_model.item_gram(data), x.T @ x)
+    data.release()
+
+
+def test_ease_weights_solve_the_constrained_regression():
+    rng = np.random.default_rng(1)
+    x = (rng.random((50, 8)) < 0.4).astype(float)
+    gram, reg = x.T @ x, 3.0
+    b = top_n_model.ease_weights(gram, reg).astype(float)
+    assert np.all(np.diag(b) == 0)
+    # The closed form satisfies the stationarity condition of min ||X - XB||^2 + reg ||B||^2 with
+    # diag(B) = 0: off the diagonal, (X'X + reg I) B = X'X.
+    residual = (gram + reg * np.eye(8)) @ b - gram
+    off = ~np.eye(8, dtype=bool)
+    assert np.abs(residual[off]).max() < 1e-4
+
+
+def test_ials_rows_solve_their_normal_equations():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(20, 3))
+    rows = [np.array([1, 4, 7]), np.array([2]), np.array([], dtype=int), np.arange(0, 20, 2)]
+    reg, alpha = 0.3, 2.0
+    got = top_n_model.solve_rows(rows, y, y.T @ y, reg, alpha, max_cells=30)  # small groups: padding is used
+    for row, idx in enumerate(rows):
+        p = np.zeros(20)
+        p[idx] = 1.0
+        c = 1.0 + alpha * p
+        a = y.T @ (c[:, None] * y) + reg * len(idx) * np.eye(3)
+        expected = np.linalg.solve(a, y.T @ (c * p))
+        np.testing.assert_allclose(got[row], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_top_n_never_recommends_seen_movies_and_serves_unknown_users(spark):
+    rows = [(u, m, 4.0) for u in range(1, 31) for m in range(1, 21) if (u + m) % 3 and (u * m) % 7]
+    df = _ratings(spark, rows)
+    model = top_n_model.fit(df, {"ials_rank": 4, "ials_iterations": 3, "ease_reg": 10.0, "ials_weight": 0.5}, seed=1)
+    users = spark.createDataFrame([(u,) for u in list(range(1, 31)) + [777]], "userId int")
+    recs = top_n_model.recommend(model, 3, users=users).collect()
+    seen = {(u, m) for u, m, _ in rows}
+    assert {r["userId"] for r in recs} == set(range(1, 31)) | {777}
+    assert not [r for r in recs if (r["userId"], r["movieId"]) in seen]
+    for user in range(1, 31):
+        assert sorted(r["rank"] for r in recs if r["userId"] == user) == [1, 2, 3]
+    # A user the model never saw gets the most-rated movies.
+    counts = df.groupBy("movieId").count().toPandas().sort_values(["count", "movieId"], ascending=[False, True])
+    stranger = [r["movieId"] for r in recs if r["userId"] == 777]
+    third = counts["count"].iloc[2]
+    assert len(stranger) == 3 and set(stranger) <= set(counts.loc[counts["count"] >= third, "movieId"])
+    model.data.release()
+
+
+def test_ranking_metrics_by_hand(spark):
+    recs = spark.createDataFrame(
+        [(1, 1, 10, 1.0), (1, 2, 11, 0.9), (1, 3, 12, 0.8), (2, 1, 20, 1.0), (2, 2, 10, 0.5), (3, 1, 30, 1.0)],
+        train.RECOMMENDATION_SCHEMA,
+    )
+    test = _ratings(spark, [(1, 11, 4.0), (1, 99, 3.0), (2, 21, 5.0)])  # user 3 has no test movie: not evaluated
+    m = evaluation.ranking_metrics(recs, test, k=3, catalogue_size=10)
+    assert m["evaluated_users"] == 2
+    assert m["precision_at_3"] == pytest.approx((1 / 3 + 0) / 2)
+    assert m["recall_at_3"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["ndcg_at_3"] == pytest.approx(((1 / math.log2(3)) / (1 + 1 / math.log2(3))) / 2)
+    assert m["map_at_3"] == pytest.approx((1 / 2) / 2 / 2)
+    assert m["hit_rate_at_3"] == 0.5
+    assert m["catalog_coverage"] == pytest.approx(4 / 10)  # 10, 11, 12, 20 went to evaluated users
+
+
+def test_tuning_picks_from_its_grid_on_a_validation_split(spark):
+    df = _ratings(spark, _latent_ratings(n_users=60, n_items=25))
+    chosen, trials = rating_model.tune(df, seed=42, validation_fraction=0.25, max_users=None, max_iter=5,
+                                       ranks=(2, 4), reg_params=(0.05, 0.5), bias_regs=((1.0, 1.0), (20.0, 20.0)))
+    best = min((t for t in trials if t["rank"] > 0), key=lambda t: t["rmse"])
+    assert (chosen["rank"], chosen["reg_param"]) == (best["rank"], best["reg_param"])
+    assert len([t for t in trials if t["rank"] == 0]) == 2
+    params, trials = top_n_model.tune(df, {"ials_rank": 3, "ials_iterations": 2}, seed=42, validation_fraction=0.25,
+                                      max_users=None, k=5, ease_regs=(5.0, 50.0), ials_weights=(0.0, 1.0), extend=1)
+    top = max(trials, key=lambda t: (t["ndcg_at_5"], t["precision_at_5"], -t["ease_reg"], -t["ials_weight"]))
+    assert (params["ease_reg"], params["ials_weight"]) == (top["ease_reg"], top["ials_weight"])
+    assert {t["ials_weight"] for t in trials} == {0.0, 1.0} and len(trials) in (4, 6)
