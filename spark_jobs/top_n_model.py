@@ -39,6 +39,10 @@ RECOMMENDATION_SCHEMA = "userId int, rank int, movieId int, score float"
 DEFAULTS = {"ease_reg": 400.0, "ials_weight": 1.0, "ials_rank": 32, "ials_reg": 0.3, "ials_alpha": 2.0,
             "ials_iterations": 8, "max_items": 6000}
 EASE_REGS = (100.0, 200.0, 400.0, 800.0)
+#: Up to this many ratings, EASE's Gram matrix and the iALS solves run on the driver, with the same
+#: functions the Spark tasks use: the data fits in memory many times over, and it saves Spark's per-job
+#: overhead (an iALS fit is 2 jobs per iteration), which dominates on ml-latest-small-sized data.
+LOCAL_MAX_RATINGS = 2_000_000
 IALS_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 
 
@@ -78,7 +82,21 @@ class Interactions:
     by_user: DataFrame
     pairs: DataFrame
     partitions: int
+    ratings: int
     _by_item: DataFrame | None = None
+    _user_rows: list | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.ratings <= LOCAL_MAX_RATINGS
+
+    def user_rows(self) -> list[np.ndarray]:
+        """Each user's item positions, aligned with ``user_ids`` (collected once; small data only)."""
+        if self._user_rows is None:
+            pdf = self.by_user.toPandas()
+            by_key = dict(zip(pdf["key"].to_numpy(dtype=np.int64).tolist(), pdf["idx"]))
+            self._user_rows = [np.asarray(by_key[int(u)], dtype=np.int64) for u in self.user_ids]
+        return self._user_rows
 
     @property
     def by_item(self) -> DataFrame:
@@ -106,7 +124,8 @@ def interactions(train: DataFrame, max_items: int | None) -> Interactions:
     pairs = train.select("userId", "movieId").join(F.broadcast(_index_frame(spark, item_ids, "movieId", "idx")), "movieId")
     by_user = _group_rows(pairs, "userId", "idx", partitions).cache()
     user_ids = np.sort(by_user.select("key").toPandas()["key"].to_numpy(dtype=np.int64))
-    return Interactions(item_ids, user_ids, counts["count"].to_numpy(dtype=np.float32), by_user, pairs, partitions)
+    popularity = counts["count"].to_numpy(dtype=np.float32)
+    return Interactions(item_ids, user_ids, popularity, by_user, pairs, partitions, int(popularity.sum()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,34 +142,14 @@ def item_gram(data: Interactions) -> np.ndarray:
     float32, so the sum does not depend on the order of the partitions.
     """
     n_items = len(data.item_ids)
-    dense_min = max(64, n_items // 8)
+    if data.local:
+        return partial_gram(data.user_rows(), n_items).astype(np.float64)
     chunk_rows = max(1, 16_000_000 // max(1, n_items))
 
     def accumulate(batches):
         import pandas as pd
 
-        gram = np.zeros((n_items, n_items), dtype=np.float32)
-        flat = gram.reshape(-1)
-        heavy: list[np.ndarray] = []
-
-        def flush():
-            if heavy:
-                x = np.zeros((len(heavy), n_items), dtype=np.float32)
-                for row, idx in enumerate(heavy):
-                    x[row, idx] = 1.0
-                gram.__iadd__(x.T @ x)
-                heavy.clear()
-
-        for pdf in batches:
-            for idx in pdf["idx"]:
-                idx = np.asarray(idx, dtype=np.int64)
-                if idx.size >= dense_min:
-                    heavy.append(idx)
-                    if len(heavy) >= 256:
-                        flush()
-                elif idx.size:
-                    flat[(idx[:, None] * n_items + idx[None, :]).reshape(-1)] += 1.0
-        flush()
+        gram = partial_gram((idx for pdf in batches for idx in pdf["idx"]), n_items)
         for start in range(0, n_items, chunk_rows):
             yield pd.DataFrame({"row0": [start], "data": [gram[start: start + chunk_rows].tobytes()]})
 
@@ -158,6 +157,33 @@ def item_gram(data: Interactions) -> np.ndarray:
     for row in data.by_user.select("idx").mapInPandas(accumulate, "row0 int, data binary").collect():
         block = np.frombuffer(row["data"], dtype=np.float32).reshape(-1, n_items)
         gram[row["row0"]: row["row0"] + block.shape[0]] += block
+    return gram
+
+
+def partial_gram(rows, n_items: int) -> np.ndarray:
+    """X'X (float32) of the users whose item positions ``rows`` yields."""
+    dense_min = max(64, n_items // 8)
+    gram = np.zeros((n_items, n_items), dtype=np.float32)
+    flat = gram.reshape(-1)
+    heavy: list[np.ndarray] = []
+
+    def flush():
+        if heavy:
+            x = np.zeros((len(heavy), n_items), dtype=np.float32)
+            for row, idx in enumerate(heavy):
+                x[row, idx] = 1.0
+            gram.__iadd__(x.T @ x)
+            heavy.clear()
+
+    for idx in rows:
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size >= dense_min:
+            heavy.append(idx)
+            if len(heavy) >= 256:
+                flush()
+        elif idx.size:
+            flat[(idx[:, None] * n_items + idx[None, :]).reshape(-1)] += 1.0
+    flush()
     return gram
 
 
@@ -246,11 +272,30 @@ def fit_ials(data: Interactions, rank: int, reg: float, alpha: float, iterations
             out[np.searchsorted(keys_sorted, pdf["key"].to_numpy(dtype=np.int64))] = np.vstack(pdf["f"].to_numpy())
         return out
 
+    if data.local:
+        user_rows = data.user_rows()
+        item_rows = _transpose(user_rows, len(data.item_ids))
+        for _ in range(iterations):
+            y = items.astype(np.float64)
+            users = solve_rows(user_rows, y, y.T @ y, reg, alpha)
+            y = users.astype(np.float64)
+            items = solve_rows(item_rows, y, y.T @ y, reg, alpha)
+        return Factors(data.user_ids, users, data.item_ids, items)
     item_keys = np.arange(len(data.item_ids))
     for _ in range(iterations):
         users = half(data.by_user, items, data.user_ids)
         items = half(data.by_item, users, item_keys)
     return Factors(data.user_ids, users, data.item_ids, items)
+
+
+def _transpose(user_rows: list[np.ndarray], n_items: int) -> list[np.ndarray]:
+    """Each item's user positions (ascending), from each user's item positions."""
+    lengths = np.fromiter((len(r) for r in user_rows), dtype=np.int64, count=len(user_rows))
+    users = np.repeat(np.arange(len(user_rows)), lengths)
+    items = np.concatenate(user_rows) if len(user_rows) else np.zeros(0, np.int64)
+    order = np.argsort(items, kind="stable")
+    bounds = np.cumsum(np.bincount(items, minlength=n_items))[:-1]
+    return np.split(users[order], bounds)
 
 
 # ------------------------------------------------------------------------------------------------

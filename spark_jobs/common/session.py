@@ -17,6 +17,10 @@ def get_session(app_name: str) -> SparkSession:
         # Small data by default; AQE coalesces partitions when the data is larger.
         .config("spark.sql.shuffle.partitions", os.environ.get("MOVIELENS_SHUFFLE_PARTITIONS", "8"))
         .config("spark.sql.adaptive.enabled", "true")
+        # The top-N model collects per-partition item Gram matrices (150 MB each at 6,000 movies).
+        .config("spark.driver.maxResultSize", os.environ.get("MOVIELENS_SPARK_MAX_RESULT_SIZE", "4g"))
+        # Arrow for toPandas/createDataFrame: factor matrices and per-user rows cross to numpy quickly.
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         # Keep ds as the text YYYY-MM-DD it is in the path, never a guessed date type.
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")

@@ -14,7 +14,8 @@ from spark_jobs.common import layout
 pytestmark = pytest.mark.e2e
 
 DS = "2026-11-20"
-METRIC_KEYS = {"rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10"}
+RANKING_KEYS = {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "hit_rate_at_10", "catalog_coverage"}
+METRIC_KEYS = {"rmse", "mae"} | RANKING_KEYS
 
 
 def lake_files(root) -> dict[str, bytes]:
@@ -67,10 +68,12 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
         assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
     assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
     tables = ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations", "gold/similar_movies",
-              "gold/popular_movies", "gold/ratings_by_year", "gold/rating_distribution", "gold/model_metrics")
+              "gold/popular_movies", "gold/ratings_by_year", "gold/rating_distribution", "gold/model_metrics",
+              "gold/model_tuning")
     for table in tables:
         assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
-    assert (lake / "models" / f"ds={DS}" / "als_explicit").is_dir()
+    for model in ("als_explicit", "als_explicit_bias/items", "ease_ials/items", "ease_ials/user_factors"):
+        assert (lake / "models" / f"ds={DS}" / model).is_dir(), model
 
     summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary["files_validated"] == 4 and summary["files_rejected"] == 1
@@ -78,7 +81,9 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert broken["zone"] == "rejected" and broken["reasons"], broken
     assert METRIC_KEYS <= set(summary["metrics"]["als_explicit"])
     assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
-    assert {"precision_at_10", "ndcg_at_10"} <= set(summary["metrics"]["popularity"])
+    assert RANKING_KEYS <= set(summary["metrics"]["popularity"]) and RANKING_KEYS <= set(summary["metrics"]["ease_ials"])
+    tuned = summary["models"]["ease_ials"]["params"]
+    assert tuned["tuning_s"] > 0 and tuned["ease_reg"] > 0, "the default run tunes the top-N model"
     assert summary["row_counts"]["silver"]["ratings"] > 0
     assert {"bronze", "silver", "gold", "train", "similar"} <= set(summary["timings_s"]["spark"])
     docs = lake / "reports" / f"ds={DS}" / "data_docs"

@@ -285,6 +285,8 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
             "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
             "MOVIELENS_STAGING_DIR": str(tmp_path / "staging"),
             "MOVIELENS_SPARK_DRIVER_MEMORY": "2g",
+            # These runs test the lake plumbing; tuning is covered by the file:// run and tests/spark.
+            "MOVIELENS_TUNE": "false",
         },
     )
     if not (tmp_path / "airflow" / "airflow.db").exists():

@@ -73,7 +73,10 @@ def test_rating_model_ranking_follows_its_predictions(spark):
         assert predicted[m] == pytest.approx(by_factors[m] + mu_bu, abs=1e-4)
 
 
-def test_item_gram_counts_co_occurrences_for_light_and_heavy_users(spark):
+@pytest.mark.parametrize("where", ["driver", "spark"])
+def test_item_gram_counts_co_occurrences_for_light_and_heavy_users(spark, monkeypatch, where):
+    if where == "spark":
+        monkeypatch.setattr(top_n_model, "LOCAL_MAX_RATINGS", 0)
     rng = np.random.default_rng(0)
     rows = []
     for u in range(1, 300):
@@ -81,10 +84,24 @@ def test_item_gram_counts_co_occurrences_for_light_and_heavy_users(spark):
         for m in rng.choice(np.arange(1, 101), size=n, replace=False):
             rows.append((u, int(m), 4.0))
     data = top_n_model.interactions(_ratings(spark, rows), max_items=None)
+    assert data.local == (where == "driver")
     x = np.zeros((300, len(data.item_ids)))
     for u, m, _ in rows:
         x[u, np.searchsorted(data.item_ids, m)] = 1.0
     np.testing.assert_array_equal(top_n_model.item_gram(data), x.T @ x)
+    data.release()
+
+
+def test_ials_gives_the_same_factors_on_the_driver_and_in_spark(spark, monkeypatch):
+    data = top_n_model.interactions(_ratings(spark, _latent_ratings()), max_items=20)
+    assert data.local and len(data.item_ids) == 20
+    on_driver = top_n_model.fit_ials(data, rank=3, reg=0.3, alpha=2.0, iterations=2, seed=1)
+    monkeypatch.setattr(top_n_model, "LOCAL_MAX_RATINGS", 0)
+    in_spark = top_n_model.fit_ials(data, rank=3, reg=0.3, alpha=2.0, iterations=2, seed=1)
+    np.testing.assert_array_equal(in_spark.user_ids, on_driver.user_ids)
+    np.testing.assert_allclose(in_spark.user_factors, on_driver.user_factors, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(in_spark.item_factors, on_driver.item_factors, rtol=1e-4, atol=1e-6)
+    assert np.abs(on_driver.item_factors).sum() > 0
     data.release()
 
 
