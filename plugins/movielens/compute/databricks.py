@@ -101,7 +101,7 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event: dict):
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
         from airflow.providers.databricks.hooks.databricks import RunState
 
         state = RunState.from_json(event["run_state"])
