@@ -115,13 +115,21 @@ def movielens_daily():
         return pipeline.build_data_docs(ds)
 
     @task(trigger_rule="none_failed_min_one_success")
-    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None) -> dict:
+    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None) -> dict:
         from movielens import pipeline
 
-        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing)
+        compute = {
+            "backend": ti.xcom_pull(task_ids="choose_compute", key="backend"),
+            "run_page_url": ti.xcom_pull(task_ids="spark_daily_databricks", key="run_page_url"),
+            "databricks_run_id": ti.xcom_pull(task_ids="spark_daily_databricks", key="run_id"),
+            "emr_cluster_id": ti.xcom_pull(task_ids="emr_add_steps", key="job_flow_id")
+            or ti.xcom_pull(task_ids="emr_add_steps_existing", key="job_flow_id"),
+            "emr_serverless_job_run_id": ti.xcom_pull(task_ids="spark_daily_emr_serverless"),
+        }
+        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute)
 
     @task.branch
-    def choose_compute(params=None) -> str:
+    def choose_compute(params=None, ti=None) -> str:
         from movielens import config
 
         backend = params.get("compute") or "default"
@@ -130,6 +138,7 @@ def movielens_daily():
         if backend not in config.COMPUTE_BACKENDS:
             raise ValueError(f"compute must be one of {config.COMPUTE_BACKENDS}, got {backend!r}")
         print(f"Spark runs on: {backend}")
+        ti.xcom_push(key="backend", value=backend)
         return {
             "local": "spark_daily",
             "databricks": "databricks_upload_jobs",

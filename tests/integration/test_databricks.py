@@ -216,8 +216,11 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
         assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
         assert summary["files_validated"] == 4
         assert "Spark runs on: databricks" in log
+        assert summary["compute"]["backend"] == "databricks" and summary["compute"]["databricks_run_id"] == run["run_id"]
+        assert summary["links"]["spark_run"] == server.run_page_url(run)
         success = [m for m in mailbox.messages() if "FAILED" not in m["Subject"]]
         assert len(success) == 1
+        assert server.run_page_url(run) in success[0].get_body(preferencelist=("html",)).get_content()
 
         # Next day, the cluster fails: the task fails with the remote error and the run page, and emails.
         ds2 = "2026-11-21"
