@@ -15,20 +15,38 @@ Turns the MovieLens files that landed for a date into tested recommendations.
 4. **build_data_docs**: Great Expectations Data Docs of the day's validations, in
    `reports/ds=D/data_docs/index.html`.
 5. **check_training_data**: fails clearly when no ratings up to D passed validation.
-6. **spark_daily**: Spark builds bronze, silver and gold tables from validated files (history <= D),
-   trains the models, evaluates them on a held-out split and writes recommendations and similar movies.
+6. **choose_compute** picks where Spark runs: the run's `compute` param, or `MOVIELENS_COMPUTE`
+   (`local`, `databricks`, `emr`, `emr-serverless`); the other backends' tasks are skipped.
+   - local: **spark_daily** (spark-submit on this machine).
+   - databricks: **databricks_upload_jobs** (spark_jobs/ into the workspace) -> **spark_daily_databricks**
+     (one-time run, deferrable; the run page URL is in the log).
+   - emr: **emr_upload_jobs** (spark_jobs/ to S3) -> **emr_cluster** (the configured cluster, or
+     **emr_create_cluster**) -> **emr_add_steps[_existing]** -> **emr_watch_step** (deferrable) ->
+     **emr_terminate_cluster** (teardown: always, when the run created the cluster).
+   - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
+   Spark builds bronze, silver and gold tables from validated files (history <= D), trains the models,
+   evaluates them on a held-out split and writes recommendations and similar movies.
 7. **write_run_summary**: `reports/ds=D/run_summary.json`.
 8. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
-`smtp_default`, and the lake's connection for S3/Azure lakes.
+`smtp_default`, the lake's connection for S3/Azure lakes, `databricks_default` (Databricks),
+`aws_default` and `emr_default` (EMR).
 """
 
 from __future__ import annotations
 
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrServerlessStartJobOperator,
+    EmrTerminateJobFlowOperator,
+)
 from airflow.sdk import Param, dag, task
 
+from movielens.compute.databricks import DatabricksSparkJobOperator
+from movielens.compute.emr import EmrDailyStepSensor
 from movielens.compute.local import LocalSparkJobOperator
 from movielens.dag_defaults import START_DATE, default_args
 from movielens.notify import TEMPLATES, SuccessEmailOperator
@@ -54,6 +72,14 @@ DAG_ID = "movielens_daily"
             title="Land data first",
             description="Copy MovieLens files into landing before validating: 'none' (files arrive on their "
             "own), 'folder' (MOVIELENS_DIR), 'download' (GroupLens), 'synthetic', or 'auto'.",
+        ),
+        "compute": Param(
+            "default",
+            type="string",
+            enum=["default", "local", "databricks", "emr", "emr-serverless"],
+            title="Where Spark runs",
+            description="'default' follows MOVIELENS_COMPUTE; or this run only on 'local' Spark, 'databricks', "
+            "'emr' (EMR on EC2) or 'emr-serverless'.",
         ),
     },
 )
@@ -88,11 +114,62 @@ def movielens_daily():
 
         return pipeline.build_data_docs(ds)
 
-    @task
-    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None) -> dict:
+    @task(trigger_rule="none_failed_min_one_success")
+    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None) -> dict:
         from movielens import pipeline
 
-        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing)
+        compute = {
+            "backend": ti.xcom_pull(task_ids="choose_compute", key="backend"),
+            "run_page_url": ti.xcom_pull(task_ids="spark_daily_databricks", key="run_page_url"),
+            "databricks_run_id": ti.xcom_pull(task_ids="spark_daily_databricks", key="run_id"),
+            "emr_cluster_id": ti.xcom_pull(task_ids="emr_add_steps", key="job_flow_id")
+            or ti.xcom_pull(task_ids="emr_add_steps_existing", key="job_flow_id"),
+            "emr_serverless_job_run_id": ti.xcom_pull(task_ids="spark_daily_emr_serverless"),
+        }
+        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute)
+
+    @task.branch
+    def choose_compute(params=None, ti=None) -> str:
+        from movielens import config
+
+        backend = params.get("compute") or "default"
+        if backend == "default":
+            backend = config.load().compute
+        if backend not in config.COMPUTE_BACKENDS:
+            raise ValueError(f"compute must be one of {config.COMPUTE_BACKENDS}, got {backend!r}")
+        print(f"Spark runs on: {backend}")
+        ti.xcom_push(key="backend", value=backend)
+        return {
+            "local": "spark_daily",
+            "databricks": "databricks_upload_jobs",
+            "emr": "emr_upload_jobs",
+            "emr-serverless": "emr_serverless_upload_jobs",
+        }[backend]
+
+    @task
+    def databricks_upload_jobs() -> str:
+        from movielens.compute import databricks
+
+        return databricks.upload_jobs("daily.py")
+
+    @task(multiple_outputs=True)
+    def emr_upload_jobs(ds=None) -> dict:
+        from movielens.compute import emr
+
+        return emr.upload_jobs(ds, "daily.py")
+
+    @task.branch
+    def emr_cluster(cluster_id: str | None) -> str:
+        print(f"EMR cluster: {cluster_id or 'a new cluster for this run'}")
+        return "emr_add_steps_existing" if cluster_id else "emr_create_cluster"
+
+    @task(multiple_outputs=True)
+    def emr_serverless_upload_jobs(ds=None) -> dict:
+        from movielens.compute import emr
+
+        uploaded = emr.upload_jobs(ds, "daily.py")
+        emr.check_serverless(uploaded)
+        return uploaded
 
     landed = land_files()
     movies_found = find_landed_files.override(task_id="find_landed_movies_files")("movies")
@@ -107,10 +184,71 @@ def movielens_daily():
     # Docs are built for whatever got routed, even when a file's routing task failed.
     docs = build_data_docs()
     others >> docs
-    spark = LocalSparkJobOperator(task_id="spark_daily", job="daily.py")
     summary = write_run_summary(landed)
     docs >> summary
-    checked >> spark >> summary >> SuccessEmailOperator(task_id="email_success")
+
+    # One Spark job, on the backend of the run; the other branches are skipped.
+    backend = choose_compute()
+    checked >> backend
+    local = LocalSparkJobOperator(task_id="spark_daily", job="daily.py")
+
+    databricks_code = databricks_upload_jobs()
+    databricks = DatabricksSparkJobOperator(task_id="spark_daily_databricks", job="daily.py", python_file=databricks_code)
+
+    emr_code = emr_upload_jobs()
+    cluster = emr_cluster(emr_code["cluster_id"])
+    create = EmrCreateJobFlowOperator(
+        task_id="emr_create_cluster",
+        job_flow_overrides=emr_code["job_flow"],
+        aws_conn_id=emr_code["aws_conn_id"],
+        emr_conn_id="emr_default",
+    )
+    # Steps on the cluster created for the run (its teardown always terminates it) or on the configured one.
+    add_steps = EmrAddStepsOperator(
+        task_id="emr_add_steps",
+        job_flow_id="{{ ti.xcom_pull(task_ids='emr_create_cluster') }}",
+        steps=emr_code["steps"],
+        aws_conn_id=emr_code["aws_conn_id"],
+    )
+    add_steps_existing = EmrAddStepsOperator(
+        task_id="emr_add_steps_existing",
+        job_flow_id=emr_code["cluster_id"],
+        steps=emr_code["steps"],
+        aws_conn_id=emr_code["aws_conn_id"],
+    )
+    pull = "ti.xcom_pull(task_ids='emr_add_steps'{0}) or ti.xcom_pull(task_ids='emr_add_steps_existing'{0})"
+    watch = EmrDailyStepSensor(
+        task_id="emr_watch_step",
+        job_flow_id="{{ " + pull.format(", key='job_flow_id'") + " }}",
+        step_id="{{ (" + pull.format("") + ")[0] }}",
+        aws_conn_id=emr_code["aws_conn_id"],
+        deferrable=True,
+        trigger_rule="none_failed_min_one_success",
+    )
+    terminate = EmrTerminateJobFlowOperator(
+        task_id="emr_terminate_cluster",
+        job_flow_id="{{ ti.xcom_pull(task_ids='emr_create_cluster') }}",
+        aws_conn_id=emr_code["aws_conn_id"],
+    )
+    cluster >> [create, add_steps_existing]
+    create >> add_steps >> watch >> terminate.as_teardown(setups=create)
+    add_steps_existing >> watch
+
+    serverless_code = emr_serverless_upload_jobs()
+    serverless = EmrServerlessStartJobOperator(
+        task_id="spark_daily_emr_serverless",
+        application_id=serverless_code["application_id"],
+        execution_role_arn=serverless_code["execution_role_arn"],
+        job_driver=serverless_code["job_driver"],
+        configuration_overrides=serverless_code["configuration_overrides"],
+        aws_conn_id=serverless_code["aws_conn_id"],
+        name="movielens-daily-{{ ds }}",
+        deferrable=True,
+    )
+
+    backend >> [local, databricks_code, emr_code, serverless_code]
+    [local, databricks, watch, serverless] >> summary
+    summary >> SuccessEmailOperator(task_id="email_success")
 
 
 movielens_daily()

@@ -8,6 +8,7 @@ The README's configuration table lists the same variables; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ def _env_list(name: str, default: str) -> list[str]:
 
 
 INGEST_MODES = ("none", "folder", "download", "synthetic", "auto")
+# Where the Spark job runs (MOVIELENS_COMPUTE, or the `compute` param of a run).
+COMPUTE_BACKENDS = ("local", "databricks", "emr", "emr-serverless")
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,8 @@ class Settings:
             raise ValueError(f"MOVIELENS_INGEST must be one of {INGEST_MODES}, got {self.ingest!r}")
         if self.landing_policy not in ("move", "keep"):
             raise ValueError(f"MOVIELENS_LANDING_POLICY must be 'move' or 'keep', got {self.landing_policy!r}")
-        if self.compute != "local":
-            raise ValueError(
-                f"MOVIELENS_COMPUTE={self.compute!r} is not available yet: only 'local' is implemented"
-            )
+        if self.compute not in COMPUTE_BACKENDS:
+            raise ValueError(f"MOVIELENS_COMPUTE must be one of {COMPUTE_BACKENDS}, got {self.compute!r}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"MOVIELENS_TEST_FRACTION must be between 0 and 1, got {self.test_fraction}")
         return self
@@ -158,3 +159,91 @@ def load() -> Settings:
         demo_user_ids=[int(u) for u in _env_list("MOVIELENS_DEMO_USERS", "1")],
         airflow_base_url=_env("MOVIELENS_AIRFLOW_BASE_URL", "http://localhost:8080"),
     ).validate()
+
+
+def _env_json(name: str, default: dict) -> dict:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return dict(default)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# A job cluster for one run of the daily job on Databricks (Jobs API `new_cluster`). AWS node type and
+# a Spark 4 runtime; on Azure use e.g. "Standard_D4ds_v5", on GCP "n2-standard-4".
+DEFAULT_DATABRICKS_NEW_CLUSTER = {
+    "spark_version": "17.3.x-scala2.13",
+    "node_type_id": "i3.xlarge",
+    "num_workers": 2,
+    "spark_conf": {"spark.sql.session.timeZone": "UTC"},
+}
+
+# The EMR cluster created for a run when MOVIELENS_EMR_CLUSTER_ID is empty (RunJobFlow request; merged
+# over the `emr_default` connection's extra by EmrCreateJobFlowOperator). Terminated after the run.
+DEFAULT_EMR_JOB_FLOW = {
+    "Name": "movielens-daily",
+    "ReleaseLabel": "emr-7.12.0",
+    "Applications": [{"Name": "Spark"}],
+    "Instances": {
+        "InstanceGroups": [
+            {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+            {"Name": "core", "InstanceRole": "CORE", "InstanceType": "m5.xlarge", "InstanceCount": 2},
+        ],
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    },
+    "JobFlowRole": "EMR_EC2_DefaultRole",
+    "ServiceRole": "EMR_DefaultRole",
+    "VisibleToAllUsers": True,
+}
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """Settings of the cluster backends (MOVIELENS_COMPUTE = databricks, emr, emr-serverless)."""
+
+    # Databricks: connection, where spark_jobs/ goes in the workspace, which cluster runs the job.
+    databricks_conn_id: str
+    databricks_workspace_dir: str
+    databricks_cluster_id: str | None
+    databricks_new_cluster: dict
+    databricks_timeout_s: int
+    databricks_poll_s: int
+    # AWS: connections, where spark_jobs/ goes in S3, the cluster or the serverless application.
+    aws_conn_id: str
+    emr_code_url: str | None
+    emr_cluster_id: str | None
+    emr_job_flow: dict
+    emr_poll_s: int
+    emr_timeout_s: int
+    emr_spark_submit_args: list[str]
+    emr_serverless_application_id: str | None
+    emr_serverless_role_arn: str | None
+    emr_serverless_log_url: str | None
+
+
+def load_compute() -> ComputeSettings:
+    """Read the cluster backends' settings from the environment (each call re-reads it)."""
+    return ComputeSettings(
+        databricks_conn_id=_env("MOVIELENS_DATABRICKS_CONN_ID", "databricks_default"),
+        databricks_workspace_dir=_env("MOVIELENS_DATABRICKS_WORKSPACE_DIR", "/Shared/movielens").rstrip("/"),
+        databricks_cluster_id=os.environ.get("MOVIELENS_DATABRICKS_CLUSTER_ID", "").strip() or None,
+        databricks_new_cluster=_env_json("MOVIELENS_DATABRICKS_NEW_CLUSTER", DEFAULT_DATABRICKS_NEW_CLUSTER),
+        databricks_timeout_s=_env_int("MOVIELENS_DATABRICKS_TIMEOUT", 4 * 3600),
+        databricks_poll_s=_env_int("MOVIELENS_DATABRICKS_POLL_SECONDS", 30),
+        aws_conn_id=_env("MOVIELENS_AWS_CONN_ID", "aws_default"),
+        emr_code_url=os.environ.get("MOVIELENS_EMR_CODE_URL", "").strip().rstrip("/") or None,
+        emr_cluster_id=os.environ.get("MOVIELENS_EMR_CLUSTER_ID", "").strip() or None,
+        emr_job_flow=_env_json("MOVIELENS_EMR_JOB_FLOW", DEFAULT_EMR_JOB_FLOW),
+        emr_poll_s=_env_int("MOVIELENS_EMR_POLL_SECONDS", 30),
+        emr_timeout_s=_env_int("MOVIELENS_EMR_TIMEOUT", 4 * 3600),
+        emr_spark_submit_args=_env_list("MOVIELENS_EMR_SPARK_SUBMIT_ARGS", "--deploy-mode,cluster"),
+        emr_serverless_application_id=os.environ.get("MOVIELENS_EMR_SERVERLESS_APP_ID", "").strip() or None,
+        emr_serverless_role_arn=os.environ.get("MOVIELENS_EMR_SERVERLESS_ROLE_ARN", "").strip() or None,
+        emr_serverless_log_url=os.environ.get("MOVIELENS_EMR_SERVERLESS_LOG_URL", "").strip().rstrip("/") or None,
+    )

@@ -148,8 +148,13 @@ def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> 
     return out
 
 
-def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = None) -> dict[str, Any]:
-    """Collect routing records, the Spark report and sample recommendations into one summary."""
+def build_run_summary(
+    ds: str, run_id: str, dag_id: str, landing: dict | None = None, compute: dict | None = None
+) -> dict[str, Any]:
+    """Collect routing records, the Spark report and sample recommendations into one summary.
+
+    ``compute``: where Spark ran (``backend``) and, from a cluster backend, its run's ids and page URL.
+    """
     from movielens.validation import record_page
 
     settings = config.load()
@@ -205,7 +210,11 @@ def build_run_summary(ds: str, run_id: str, dag_id: str, landing: dict | None = 
             "rejected": lake.uri(lake.zone(layout.REJECTED, ds)),
             "data_docs": lake.uri(docs / "index.html") if docs_built else None,
         },
-        "links": {"airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}"},
+        "compute": {k: v for k, v in (compute or {"backend": settings.compute}).items() if v is not None},
+        "links": {
+            "airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}",
+            **({"spark_run": compute["run_page_url"]} if compute and compute.get("run_page_url") else {}),
+        },
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),
     }
     lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)
