@@ -192,6 +192,7 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
                 "MOVIELENS_DIR": str(source),
                 "MOVIELENS_EMAIL_TO": "team@example.test",
                 "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
+                "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
                 "MOVIELENS_COMPUTE": "local",  # the run's `compute` param moves it to Databricks
                 "AIRFLOW_CONN_DATABRICKS_DEFAULT": server.connection_json(),
                 "MOVIELENS_DATABRICKS_POLL_SECONDS": "2",

@@ -206,6 +206,7 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
             "MOVIELENS_DIR": str(source),
             "MOVIELENS_EMAIL_TO": "team@example.test",
             "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
+            "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
             "MOVIELENS_COMPUTE": "emr",
             "MOVIELENS_EMR_CODE_URL": f"s3://{bucket}/code",
             "MOVIELENS_EMR_POLL_SECONDS": "2",
