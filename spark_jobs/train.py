@@ -8,8 +8,9 @@ Models (see ``rating_model`` and ``top_n_model``):
 
 Protocol (``evaluation``): a split stratified by movie (test fraction 0.25, seed 42 by default); tuning
 only ever sees a validation split of the training part. Every model gets every ranking metric; the rating
-model also RMSE and MAE. Then both models are refit on every rating up to ``ds`` (``--no-refit`` keeps the
-evaluated ones) and give the product: ``gold/recommendations`` (the top-N model's list per user, with
+model also RMSE and MAE. Then the models are refit on every rating up to ``ds`` (``--refit``: ``top-n``, the
+default, refits the top-N model, whose lists are the product; ``all`` also the rating model; ``none`` keeps
+the evaluated ones) and give the product: ``gold/recommendations`` (the top-N model's list per user, with
 titles) and the model artifacts in ``models/ds=D/`` (the rating model's item factors give similar movies).
 Also ``gold/model_metrics`` and ``gold/model_tuning`` (every trial of the tuning grids).
 
@@ -172,11 +173,12 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     lap("top_n_eval")
 
     # The product: the models refit on every rating up to ds, recommending movies the user has not rated.
-    if params.refit:
+    if params.refit in ("top-n", "all"):
         top_n.data.release()
-        rating = rating_model.fit(ratings, seed=params.seed, **fit_rating)
         top_n = top_n_model.fit(ratings, fit_top_n, params.seed)
-        lap("refit")
+    if params.refit == "all":
+        rating = rating_model.fit(ratings, seed=params.seed, **fit_rating)
+    lap("refit")
     users = ratings.select("userId").distinct()
     recommendations = with_titles(top_n_model.recommend(top_n, params.recommendations, users=users), movies)
     counts["recommendations"] = session.write_table(spark, recommendations, lake_root, layout.GOLD, "recommendations", ds)
@@ -215,7 +217,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
         "exclude_train_items": True,
         "tuning": (f"validation split of the training part (fraction {params.validation_fraction}, seed "
                    f"{params.seed + 1}), at most {params.tune_max_users} users" if params.tune else "off"),
-        "refit_on_all_ratings": bool(params.refit),
+        "refit_on_all_ratings": {"none": [], "top-n": [TOP_N_MODEL], "all": [TOP_N_MODEL, RATING_MODEL]}[params.refit],
         "train_rows": counts["train_rows"],
         "test_rows": counts["test_rows"],
     }

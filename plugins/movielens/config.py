@@ -52,6 +52,7 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in _env(name, default).split(",") if item.strip()]
 
 
+REFIT_CHOICES = ("top-n", "all", "none")
 INGEST_MODES = ("none", "folder", "download", "synthetic", "auto")
 # Where the Spark job runs (MOVIELENS_COMPUTE, or the `compute` param of a run).
 COMPUTE_BACKENDS = ("local", "databricks", "emr", "emr-serverless")
@@ -87,6 +88,8 @@ class Settings:
     ease_reg: float
     ials_weight: float
     top_n_max_items: int
+    # After evaluation, refit on every rating: "top-n" (the product's model), "all" or "none".
+    refit: str
     liked_threshold: float
     test_fraction: float
     seed: int
@@ -106,6 +109,8 @@ class Settings:
             raise ValueError(f"MOVIELENS_LANDING_POLICY must be 'move' or 'keep', got {self.landing_policy!r}")
         if self.compute not in COMPUTE_BACKENDS:
             raise ValueError(f"MOVIELENS_COMPUTE must be one of {COMPUTE_BACKENDS}, got {self.compute!r}")
+        if self.refit not in REFIT_CHOICES:
+            raise ValueError(f"MOVIELENS_REFIT must be one of {REFIT_CHOICES}, got {self.refit!r}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"MOVIELENS_TEST_FRACTION must be between 0 and 1, got {self.test_fraction}")
         return self
@@ -148,6 +153,7 @@ def load() -> Settings:
         ease_reg=_env_float("MOVIELENS_EASE_REG", 400.0),
         ials_weight=_env_float("MOVIELENS_IALS_WEIGHT", 1.0),
         top_n_max_items=_env_int("MOVIELENS_TOP_N_MAX_ITEMS", 6000),
+        refit=_env("MOVIELENS_REFIT", "top-n"),
         liked_threshold=_env_float("MOVIELENS_LIKED_THRESHOLD", 4.0),
         test_fraction=_env_float("MOVIELENS_TEST_FRACTION", 0.25),
         seed=_env_int("MOVIELENS_SEED", 42),

@@ -38,8 +38,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tune both models on a validation split of the training part")
     g.add_argument("--validation-fraction", type=float, default=0.25)
     g.add_argument("--tune-max-users", type=int, default=10_000, help="tune on a hash sample of this many users at most")
-    g.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
-                   help="refit the chosen models on every rating before recommending")
+    g.add_argument("--refit", choices=("top-n", "all", "none"), default="top-n",
+                   help="models refit on every rating after evaluation: the top-N model (its lists are the product), "
+                   "all (also the rating model, whose item factors give similar movies), or none")
     g = parser.add_argument_group("outputs")
     g.add_argument("--liked-threshold", type=float, default=4.0)
     g.add_argument("--recommendations", type=int, default=20, help="recommendations kept per user")

@@ -27,4 +27,5 @@ def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
         "--ease-reg", str(settings.ease_reg),
         "--ials-weight", str(settings.ials_weight),
         "--max-items", str(settings.top_n_max_items),
+        "--refit", settings.refit,
     ]
