@@ -6,16 +6,19 @@ Turns the MovieLens files that landed for a date into tested recommendations.
 1. **land_files** (optional, param `ingest`): copies MovieLens CSVs into `landing/ds={{ ds }}/` from
    `MOVIELENS_DIR`, a GroupLens download or the synthetic generator. In production files arrive on
    their own and `ingest` stays `none`.
-2. **find_landed_movies_files** / **find_landed_other_files**: list `landing/ds=D/`; a file's kind
+2. **wait_for_landed_files** (deferrable): waits until the day's files (`MOVIELENS_WAIT_FOR_KINDS`, default
+   ratings) are in landing or already routed; fails after `MOVIELENS_WAIT_TIMEOUT_SECONDS` (6 h) saying
+   what is missing, and the failure email goes out.
+3. **find_landed_movies_files** / **find_landed_other_files**: list `landing/ds=D/`; a file's kind
    comes from its name (`ratings*`, `movies*`, `tags*`, `links*`).
-3. **route_movies_files**, then **route_other_files** (one mapped task per file): file checks and the
+4. **route_movies_files**, then **route_other_files** (one mapped task per file): file checks and the
    Great Expectations suite of its kind (`expectations/`), then copy -> verify (size, SHA-256) ->
    record -> clear landing. Every file ends in exactly one of `validated/ds=D/` or `rejected/ds=D/`
    (with a report saying why). Movies go first: ratings and tags are checked against known movies.
-4. **build_data_docs**: Great Expectations Data Docs of the day's validations, in
+5. **build_data_docs**: Great Expectations Data Docs of the day's validations, in
    `reports/ds=D/data_docs/index.html`.
-5. **check_training_data**: fails clearly when no ratings up to D passed validation.
-6. **choose_compute** picks where Spark runs: the run's `compute` param, or `MOVIELENS_COMPUTE`
+6. **check_training_data**: fails clearly when no ratings up to D passed validation.
+7. **choose_compute** picks where Spark runs: the run's `compute` param, or `MOVIELENS_COMPUTE`
    (`local`, `databricks`, `emr`, `emr-serverless`); the other backends' tasks are skipped.
    - local: **spark_daily** (spark-submit on this machine).
    - databricks: **databricks_upload_jobs** (spark_jobs/ into the workspace) -> **spark_daily_databricks**
@@ -26,8 +29,8 @@ Turns the MovieLens files that landed for a date into tested recommendations.
    - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
    Spark builds bronze, silver and gold tables from validated files (history <= D), trains the models,
    evaluates them on a held-out split and writes recommendations and similar movies.
-7. **write_run_summary**: `reports/ds=D/run_summary.json`.
-8. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+8. **write_run_summary**: `reports/ds=D/run_summary.json`.
+9. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
@@ -50,6 +53,7 @@ from movielens.compute.emr import EmrDailyStepSensor
 from movielens.compute.local import LocalSparkJobOperator
 from movielens.dag_defaults import START_DATE, default_args
 from movielens.notify import TEMPLATES, SuccessEmailOperator
+from movielens.sensors import LandedFilesSensor
 
 DAG_ID = "movielens_daily"
 
@@ -172,12 +176,14 @@ def movielens_daily():
         return uploaded
 
     landed = land_files()
+    # Deferred (the triggerer polls the lake) until the day's files are in landing, or already routed.
+    arrived = LandedFilesSensor(task_id="wait_for_landed_files")
     movies_found = find_landed_files.override(task_id="find_landed_movies_files")("movies")
     movies = route_landed_file.override(task_id="route_movies_files").expand(name=movies_found)
     # Listed after the movies are routed, so the list reflects landing at that moment.
     others_found = find_landed_files.override(task_id="find_landed_other_files", trigger_rule="none_failed")("others")
     others = route_landed_file.override(task_id="route_other_files").expand(name=others_found)
-    landed >> movies_found
+    landed >> arrived >> movies_found
     movies >> others_found
     checked = check_training_data()
     others >> checked

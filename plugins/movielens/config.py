@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spark_jobs.common.layout import FILE_KINDS
+
 # The checkout: plugins/movielens/config.py -> repo root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VAR_DIR = PROJECT_ROOT / "var"
@@ -66,6 +68,10 @@ class Settings:
     lake_conn_id: str | None
     # After a landed file is copied and verified: "move" clears landing, "keep" leaves it.
     landing_policy: str
+    # Waiting for the day's files: kinds that must be there, and how long to wait.
+    wait_for_kinds: list[str]
+    wait_timeout_seconds: int
+    wait_poke_seconds: int
     # Landing: where the `land_files` task takes data from when the run asks it to.
     ingest: str
     movielens_dir: str | None
@@ -109,6 +115,9 @@ class Settings:
             raise ValueError(f"MOVIELENS_LANDING_POLICY must be 'move' or 'keep', got {self.landing_policy!r}")
         if self.compute not in COMPUTE_BACKENDS:
             raise ValueError(f"MOVIELENS_COMPUTE must be one of {COMPUTE_BACKENDS}, got {self.compute!r}")
+        unknown = sorted(set(self.wait_for_kinds) - set(FILE_KINDS))
+        if unknown:
+            raise ValueError(f"MOVIELENS_WAIT_FOR_KINDS: unknown kinds {unknown}; choose from {FILE_KINDS}")
         if self.refit not in REFIT_CHOICES:
             raise ValueError(f"MOVIELENS_REFIT must be one of {REFIT_CHOICES}, got {self.refit!r}")
         if not 0.0 < self.test_fraction < 1.0:
@@ -136,6 +145,9 @@ def load() -> Settings:
         lake_url=lake_url,
         lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or default_lake_conn_id(lake_url),
         landing_policy=_env("MOVIELENS_LANDING_POLICY", "move"),
+        wait_for_kinds=_env_list("MOVIELENS_WAIT_FOR_KINDS", "ratings"),
+        wait_timeout_seconds=_env_int("MOVIELENS_WAIT_TIMEOUT_SECONDS", 6 * 3600),
+        wait_poke_seconds=_env_int("MOVIELENS_WAIT_POKE_SECONDS", 60),
         ingest=_env("MOVIELENS_INGEST", "none"),
         movielens_dir=os.environ.get("MOVIELENS_DIR") or None,
         release=_env("MOVIELENS_RELEASE", "ml-latest-small"),

@@ -148,3 +148,19 @@ def test_no_valid_ratings_fails_the_run_with_a_failure_email(tmp_path, mailbox):
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 1)"]
     body = failures[0].get_body(preferencelist=("html",)).get_content()
     assert "no validated ratings file" in body and "check_training_data" in body and "/tasks/check_training_data" in body
+
+
+def test_files_that_never_land_time_out_with_a_failure_email(tmp_path, mailbox):
+    """Nothing lands for the date: the deferred wait gives up after its timeout and emails the team."""
+    env = airflow_env_for(tmp_path, mailbox, tmp_path / "no_source")
+    env.update(MOVIELENS_WAIT_TIMEOUT_SECONDS="3", MOVIELENS_WAIT_POKE_SECONDS="1")
+    localenv.migrate(env)
+    state = localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "none"}, log_file=tmp_path / "dags_test.log")
+    log = (tmp_path / "dags_test.log").read_text()
+    assert state == "failed", log[-3000:]
+    assert f"timed out after 3 s waiting for the files of ds={DS}" in log
+    assert not (tmp_path / "lake" / "bronze").exists(), "nothing ran after the wait"
+    failures = [m for m in mailbox.messages() if "FAILED" in m["Subject"]]
+    assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.wait_for_landed_files for {DS} (try 1)"]
+    body = failures[0].get_body(preferencelist=("html",)).get_content()
+    assert "no ratings file in file://" in body and f"landing/ds={DS}" in body

@@ -1,0 +1,98 @@
+"""Waiting for the day's files: a deferrable sensor over the lake's landing zone (file://, s3://, abfs://).
+
+The day's files have arrived when every kind in ``MOVIELENS_WAIT_FOR_KINDS`` (default ``ratings``) has a
+file in ``landing/ds=D/``, or has already been routed for D (a rerun or backfill of a date whose files
+went to ``validated/`` or ``rejected/`` must not wait for them again). While they have not, the task
+defers to :class:`LandedFilesTrigger`, which lists the lake from the triggerer every
+``MOVIELENS_WAIT_POKE_SECONDS`` and gives up after ``MOVIELENS_WAIT_TIMEOUT_SECONDS``: the task then
+fails without retrying (``AirflowFailException``: waiting again is what the timeout already did; retries
+still cover a listing that errors) with a message saying what is missing
+and where, and the failure email goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def missing_kinds(ds: str, kinds: list[str]) -> list[str]:
+    """The kinds with no file in landing for ``ds`` and none routed for ``ds`` yet."""
+    from movielens import config
+    from movielens.lake import Lake
+    from spark_jobs.common import layout
+
+    lake = Lake.from_settings(config.load())
+    present = {layout.file_kind(p.name) for p in lake.landed_files(ds)}
+    for zone in (layout.VALIDATED, layout.REJECTED):
+        present |= {layout.file_kind(p.name) for p in lake.files(zone, ds)}
+    return [kind for kind in kinds if kind not in present]
+
+
+class LandedFilesTrigger(BaseTrigger):
+    """Polls the lake until no kind is missing or the deadline passes; one event either way."""
+
+    def __init__(self, ds: str, kinds: list[str], poke_seconds: float, deadline: str):
+        super().__init__()
+        self.ds, self.kinds, self.poke_seconds, self.deadline = ds, list(kinds), float(poke_seconds), deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"ds": self.ds, "kinds": self.kinds, "poke_seconds": self.poke_seconds, "deadline": self.deadline},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = dt.datetime.fromisoformat(self.deadline)
+        while True:
+            # Listing an object store is blocking I/O: off the triggerer's event loop.
+            missing = await asyncio.to_thread(missing_kinds, self.ds, self.kinds)
+            if not missing:
+                yield TriggerEvent({"status": "landed", "ds": self.ds})
+                return
+            if dt.datetime.now(dt.timezone.utc) >= deadline:
+                yield TriggerEvent({"status": "timeout", "ds": self.ds, "missing": missing})
+                return
+            await asyncio.sleep(self.poke_seconds)
+
+
+class LandedFilesSensor(BaseSensorOperator):
+    """Waits, deferred, until the day's files are in landing (or already routed); settings read at run time."""
+
+    def execute(self, context) -> None:
+        from movielens import config
+
+        settings = config.load()
+        ds = context["ds"]
+        missing = missing_kinds(ds, settings.wait_for_kinds)
+        if not missing:
+            self.log.info("the files of ds=%s are there (%s)", ds, ", ".join(settings.wait_for_kinds))
+            return
+        deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=settings.wait_timeout_seconds)
+        self.log.info("waiting for %s files of ds=%s in landing until %s", ", ".join(missing), ds, deadline.isoformat())
+        self.defer(
+            trigger=LandedFilesTrigger(ds, settings.wait_for_kinds, settings.wait_poke_seconds, deadline.isoformat()),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> None:
+        if event["status"] != "landed":
+            from movielens import config
+            from movielens.lake import Lake
+            from spark_jobs.common import layout
+
+            settings = config.load()
+            lake = Lake.from_settings(settings)
+            where = lake.uri(lake.zone(layout.LANDING, event["ds"]))
+            raise AirflowFailException(
+                f"timed out after {settings.wait_timeout_seconds} s waiting for the files of ds={event['ds']}: "
+                f"no {', '.join(event['missing'])} file in {where} (MOVIELENS_WAIT_FOR_KINDS="
+                f"{','.join(settings.wait_for_kinds)}, MOVIELENS_WAIT_TIMEOUT_SECONDS)"
+            )
+        self.log.info("the files of ds=%s have landed", event["ds"])

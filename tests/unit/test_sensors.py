@@ -1,0 +1,67 @@
+"""Waiting for the day's files: what counts as arrived, the trigger's two outcomes, the timeout message."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from movielens import sensors
+
+DS = "2026-11-20"
+
+
+def _put(lake_url: str, zone: str, name: str) -> None:
+    folder = Path(lake_url.removeprefix("file://")) / zone / f"ds={DS}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("userId,movieId,rating,timestamp\n")
+
+
+def _events(trigger) -> list:
+    async def collect():
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def test_a_kind_is_there_when_landed_or_already_routed(lake_url):
+    assert sensors.missing_kinds(DS, ["ratings", "movies"]) == ["ratings", "movies"]
+    _put(lake_url, "landing", "ratings_part1.csv")
+    assert sensors.missing_kinds(DS, ["ratings", "movies"]) == ["movies"]
+    _put(lake_url, "validated", "movies.csv")  # a rerun: movies were routed by the first run
+    assert sensors.missing_kinds(DS, ["ratings", "movies"]) == []
+    assert sensors.missing_kinds("2026-11-21", ["ratings"]) == ["ratings"], "another date's files do not count"
+
+
+def test_trigger_times_out_with_what_is_missing_then_fires_once_files_land(lake_url):
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).isoformat()
+    events = _events(sensors.LandedFilesTrigger(DS, ["ratings"], 0.01, past))
+    assert [e.payload for e in events] == [{"status": "timeout", "ds": DS, "missing": ["ratings"]}]
+    _put(lake_url, "landing", "ratings.csv")
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).isoformat()
+    trigger = sensors.LandedFilesTrigger(DS, ["ratings"], 0.01, future)
+    assert [e.payload for e in _events(trigger)] == [{"status": "landed", "ds": DS}]
+    # The triggerer rebuilds a trigger from its serialized form.
+    path, kwargs = trigger.serialize()
+    assert path == "movielens.sensors.LandedFilesTrigger" and sensors.LandedFilesTrigger(**kwargs).deadline == future
+
+
+def test_sensor_fails_clearly_on_timeout(lake_url, monkeypatch):
+    monkeypatch.setenv("MOVIELENS_WAIT_TIMEOUT_SECONDS", "5")
+    sensor = sensors.LandedFilesSensor(task_id="wait_for_landed_files")
+    with pytest.raises(AirflowFailException) as failure:
+        sensor.execute_complete({}, {"status": "timeout", "ds": DS, "missing": ["ratings"]})
+    message = str(failure.value)
+    assert "timed out after 5 s" in message and "no ratings file in file://" in message and f"landing/ds={DS}" in message
+    sensor.execute_complete({}, {"status": "landed", "ds": DS})  # no error once landed
+
+
+def test_unknown_kinds_are_refused(monkeypatch):
+    from movielens import config
+
+    monkeypatch.setenv("MOVIELENS_WAIT_FOR_KINDS", "ratings,ratingz")
+    with pytest.raises(ValueError, match="ratingz"):
+        config.load()
