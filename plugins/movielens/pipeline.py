@@ -96,7 +96,12 @@ def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
     lake.write_json(lake.record_path(ds, name), record.to_dict())
     verdict = "validated" if passed else "REJECTED: " + "; ".join(f["check"] for f in record.failures)
     log.info("%s -> %s (%s)", name, record.zone, verdict)
-    return record.to_dict()
+    result = record.to_dict()
+    if not passed:
+        from movielens.notify.incident import send_rejection_email
+
+        result["incident_email_sent"] = send_rejection_email(result)
+    return result
 
 
 def check_training_data(ds: str) -> dict[str, Any]:

@@ -96,13 +96,17 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert len(recs) == 10 and all(r["title"] for r in recs)
 
     messages = mailbox.messages()
-    success = [m for m in messages if DS in m["Subject"] and "FAILED" not in m["Subject"]]
+    success = [m for m in messages if DS in m["Subject"] and "files validated" in m["Subject"]]
     assert len(success) == 1, [m["Subject"] for m in messages]
     body = success[0].get_body(preferencelist=("html", "plain")).get_content()
     assert "team@example.test" in success[0]["To"]
     assert "ratings_broken.csv" in body and "rmse" in body.lower()
     assert recs[0]["title"] in body
     assert summary["outputs"]["data_docs"] in body, "the email links the Data Docs"
+    incidents = [m for m in messages if "data incident" in m["Subject"]]
+    assert [m["Subject"] for m in incidents] == [f"[movielens] data incident: ratings_broken.csv rejected for {DS}"]
+    incident = incidents[0].get_body(preferencelist=("html",)).get_content()
+    assert "rating_range" in incident and "7.5" in incident and f"rejected/ds={DS}/ratings_broken.report.json" in incident
 
     # On demand: the movies most similar to the top recommendation, with titles, logged and written.
     env = airflow_env_for(tmp_path, mailbox, source)

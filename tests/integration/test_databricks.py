@@ -219,7 +219,7 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
         assert "Spark runs on: databricks" in log
         assert summary["compute"]["backend"] == "databricks" and summary["compute"]["databricks_run_id"] == run["run_id"]
         assert summary["links"]["spark_run"] == server.run_page_url(run)
-        success = [m for m in mailbox.messages() if "FAILED" not in m["Subject"]]
+        success = [m for m in mailbox.messages() if "files validated" in m["Subject"]]
         assert len(success) == 1
         assert server.run_page_url(run) in success[0].get_body(preferencelist=("html",)).get_content()
 

@@ -237,4 +237,4 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
     summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
     assert summary["compute"]["backend"] == "emr" and summary["compute"]["emr_cluster_id"] == ours[0]["Id"]
-    assert len([m for m in mailbox.messages() if "FAILED" not in m["Subject"]]) == 1
+    assert len([m for m in mailbox.messages() if "files validated" in m["Subject"]]) == 1

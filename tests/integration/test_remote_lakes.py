@@ -328,7 +328,7 @@ def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox
     assert len(summary["sample_recommendations"]["1"]) == 10
     spark_report = json.loads((lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT).read_text())
     assert spark_report["lake_root"] == url and spark_report["staging"]["in"]["files"] == 4
-    success = [m for m in mailbox.messages() if DS in m["Subject"] and "FAILED" not in m["Subject"]]
+    success = [m for m in mailbox.messages() if DS in m["Subject"] and "files validated" in m["Subject"]]
     assert len(success) == 1, [m["Subject"] for m in mailbox.messages()]
 
     # A rerun of the date (the same files landed again) leaves the same objects: no duplicates.
