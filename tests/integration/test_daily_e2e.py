@@ -72,7 +72,7 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
               "gold/model_tuning")
     for table in tables:
         assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
-    for model in ("als_explicit", "als_explicit_bias/items", "ease_ials/items", "ease_ials/user_factors"):
+    for model in ("als_explicit", "als_explicit_bias/items", "ease_ials/items"):
         assert (lake / "models" / f"ds={DS}" / model).is_dir(), model
 
     summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
@@ -84,6 +84,8 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert RANKING_KEYS <= set(summary["metrics"]["popularity"]) and RANKING_KEYS <= set(summary["metrics"]["ease_ials"])
     tuned = summary["models"]["ease_ials"]["params"]
     assert tuned["tuning_s"] > 0 and tuned["ease_reg"] > 0, "the default run tunes the top-N model"
+    # iALS factors are kept when the tuned blend uses them (weight 0 is EASE alone).
+    assert (lake / "models" / f"ds={DS}" / "ease_ials" / "user_factors").is_dir() == (tuned["ials_weight"] > 0)
     assert summary["row_counts"]["silver"]["ratings"] > 0
     assert {"bronze", "silver", "gold", "train", "similar"} <= set(summary["timings_s"]["spark"])
     docs = lake / "reports" / f"ds={DS}" / "data_docs"
