@@ -6,12 +6,12 @@ score(u, i) = z_u(EASE) + ials_weight * z_u(iALS), each part standardised per us
   B = I - P diag(1 / diag(P)), P = (X'X + reg I)^-1, zero diagonal. The Gram matrix X'X is accumulated
   per Spark partition with numpy and summed on the driver, which inverts it. Restricted to the
   ``max_items`` most-rated movies so the N x N inverse stays bounded at any data size (6,000 movies:
-  about 10 s and 150 MB per matrix); other movies are never recommended.
+  a 150 MB float32 matrix); other movies are never recommended.
 - **iALS** (Hu, Koren, Volinsky 2008): the model of Spark's ``ALS(implicitPrefs=True)`` with one unit of
   feedback per rating (confidence 1 + alpha, regularisation reg * n as in ALS-WR), each half-iteration
   one ``mapInPandas`` job whose tasks solve their rows in batches with numpy against the other side's
-  broadcast factors. Several times faster than Spark's ALS on 2 cores at ML-25M scale, and the result
-  does not depend on the partitioning.
+  broadcast factors. No factor lineage builds up across iterations (factors pass through the driver),
+  and the result does not depend on the partitioning.
 
 The two make different errors (a full-rank item-item regression, a low-rank factorisation), which is
 why the blend ranks better than either. Every rating counts as an interaction, whatever its value:

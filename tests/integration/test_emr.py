@@ -130,6 +130,8 @@ class EmrCluster(threading.Thread):
         self.workdir = workdir
         self.ran: list[dict] = []
         self._stop = threading.Event()
+        # Clusters (and their never-finishing steps) left in the shared moto server by earlier tests.
+        self.earlier = set(self.backend().clusters)
 
     def backend(self):
         from moto.core import DEFAULT_ACCOUNT_ID
@@ -162,7 +164,9 @@ class EmrCluster(threading.Thread):
     def run(self) -> None:
         done: set[str] = set()
         while not self._stop.is_set():
-            for cluster in list(self.backend().clusters.values()):
+            for cluster_id, cluster in list(self.backend().clusters.items()):
+                if cluster_id in self.earlier:
+                    continue
                 for step in list(cluster.steps):
                     if step.id in done or step.state not in ("PENDING", "RUNNING"):
                         continue
@@ -230,8 +234,8 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
     assert settings_args[:4] == ["--lake-root", lake.as_uri(), "--ds", DS]
     # The cluster was created for the run and terminated after it.
     clusters = moto_server.client("emr").list_clusters()["Clusters"]
-    ours = [c for c in clusters if c["Name"] == "movielens-daily"]
-    assert ours and all(c["Status"]["State"] in ("TERMINATING", "TERMINATED") for c in ours), ours
+    ours = [c for c in clusters if c["Name"] == "movielens-daily" and c["Id"] not in cluster_player.earlier]
+    assert len(ours) == 1 and all(c["Status"]["State"] in ("TERMINATING", "TERMINATED") for c in ours), ours
     for table in ("bronze/ratings", "silver/ratings", "gold/recommendations", "gold/similar_movies"):
         assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
     summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
