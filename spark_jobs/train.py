@@ -172,7 +172,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     top_n_metrics = evaluation.ranking_metrics(top_n_model.recommend(top_n, k, users=test_users), test, k, catalogue)
     lap("top_n_eval")
 
-    # The product: the models refit on every rating up to ds, recommending movies the user has not rated.
+    # The product: per --refit, models refit on every rating up to ds; lists skip movies the user has rated.
     if params.refit in ("top-n", "all"):
         top_n.data.release()
         top_n = top_n_model.fit(ratings, fit_top_n, params.seed)
