@@ -59,6 +59,18 @@ def user_sample(ratings: DataFrame, max_users: int | None, seed: int) -> tuple[D
     return ratings.where(bucket < F.lit(int(fraction * 1_000_000))), fraction
 
 
+def validation_split(train: DataFrame, fraction: float, max_users: int | None, seed: int
+                     ) -> tuple[DataFrame, DataFrame, float]:
+    """The tuning data: (validation train, validation test, user fraction kept), both cached.
+
+    A :func:`split` of the training part with seed + 1, on a :func:`user_sample` of it when it has more
+    than ``max_users`` users; the test part of the protocol is never seen. Unpersist both when done.
+    """
+    sample, kept = user_sample(train, max_users, seed)
+    vtrain, vtest = split(sample, fraction, seed + 1)
+    return vtrain.cache(), vtest.cache(), kept
+
+
 def seen_items(ratings: DataFrame) -> DataFrame:
     """userId, seen: the movies each user rated (excluded from that user's recommendations)."""
     return ratings.groupBy("userId").agg(F.collect_list("movieId").alias("seen"))

@@ -143,9 +143,7 @@ def ranking_factors(model: RatingModel):
 def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int | None, max_iter: int,
          ranks=RANKS, reg_params=REG_PARAMS, bias_regs=BIAS_REGS) -> tuple[dict, list[dict]]:
     """Choose (reg_user, reg_item), then regParam and rank by validation RMSE. Returns (params, trials)."""
-    sample, fraction = evaluation.user_sample(train, max_users, seed)
-    vtrain, vtest = evaluation.split(sample, validation_fraction, seed + 1)
-    vtrain, vtest = vtrain.cache(), vtest.cache()
+    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed)
     started = time.monotonic()
     trials: list[dict] = []
 

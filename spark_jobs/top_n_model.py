@@ -35,7 +35,6 @@ from pyspark.sql import functions as F
 from spark_jobs import evaluation
 from spark_jobs.common import ranking
 
-RECOMMENDATION_SCHEMA = "userId int, rank int, movieId int, score float"
 DEFAULTS = {"ease_reg": 400.0, "ials_weight": 1.0, "ials_rank": 32, "ials_reg": 0.3, "ials_alpha": 2.0,
             "ials_iterations": 8, "max_items": 6000}
 EASE_REGS = (100.0, 200.0, 400.0, 800.0)
@@ -341,7 +340,7 @@ def recommend(model: TopNModel, k: int, users: DataFrame | None = None, weights:
     who = data.by_user.select(F.col("key").alias("userId")) if users is None else users.select("userId").distinct()
     scored = who.join(data.by_user.select(F.col("key").alias("userId"), "idx"), "userId", "left")
     several = len(weights) > 1
-    schema = RECOMMENDATION_SCHEMA + (", variant int" if several else "")
+    schema = ranking.RECOMMENDATION_SCHEMA + (", variant int" if several else "")
 
     def score(batches):
         import pandas as pd
@@ -402,9 +401,7 @@ def tune(train: DataFrame, params: dict, seed: int, validation_fraction: float, 
     """Choose EASE's regularisation and the iALS blend weight for NDCG@k (then precision@k) on a
     validation split of ``train``. Returns (chosen parameters, every trial with its metrics)."""
     p = {**DEFAULTS, **params}
-    sample, fraction = evaluation.user_sample(train, max_users, seed)
-    vtrain, vtest = evaluation.split(sample, validation_fraction, seed + 1)
-    vtrain, vtest = vtrain.cache(), vtest.cache()
+    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed)
     started = time.monotonic()
     catalogue = vtrain.select("movieId").distinct().count()
     data = interactions(vtrain, p["max_items"])

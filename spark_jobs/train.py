@@ -33,14 +33,11 @@ from pyspark.sql import functions as F
 from spark_jobs import evaluation, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, session
 
-RECOMMENDATION_SCHEMA = "userId int, rank int, movieId int, score float"
 RATING_MODEL = "als_explicit"
 TOP_N_MODEL = "ease_ials"
 BASELINE = "popularity"
 #: The model whose item factors give similar movies (similar.py): it has factors for every rated movie.
 SIMILARITY_MODEL = RATING_MODEL
-#: Kept for callers of the split; the protocol lives in ``evaluation``.
-split = evaluation.split
 
 
 def extract(spark: SparkSession, lake_root: str, ds: str) -> tuple[DataFrame, DataFrame]:
@@ -67,7 +64,7 @@ def factor_top_k(users: DataFrame, seen: DataFrame, item_ids, item_vectors, k: i
             top_ids, top_scores = ranking.top_k_block(user_vectors, ids, vectors, list(pdf["seen"]), k)
             yield ranking.recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores)
 
-    return users.join(seen, "userId", "left").mapInPandas(score, RECOMMENDATION_SCHEMA)
+    return users.join(seen, "userId", "left").mapInPandas(score, ranking.RECOMMENDATION_SCHEMA)
 
 
 def popularity_top_k(train: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
@@ -87,7 +84,7 @@ def popularity_top_k(train: DataFrame, users: DataFrame, seen: DataFrame, k: int
             top_ids, top_scores = ranking.top_k_same_order(ids, scores, list(pdf["seen"]), k)
             yield ranking.recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores)
 
-    return users.select("userId").distinct().join(seen, "userId", "left").mapInPandas(score, RECOMMENDATION_SCHEMA)
+    return users.select("userId").distinct().join(seen, "userId", "left").mapInPandas(score, ranking.RECOMMENDATION_SCHEMA)
 
 
 def rating_model_top_k(model: rating_model.RatingModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
@@ -140,7 +137,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     catalogue = train.select("movieId").distinct().count()
     train_seen = evaluation.seen_items(train).cache()
     test_users = test.select("userId").distinct().cache()
-    counts = {"train_rows": train.count(), "test_rows": test.count(), "test_users": test_users.count()}
+    counts = {"train_rows": train.count(), "test_rows": test.count()}
     lap("split")
 
     popularity_metrics = evaluation.ranking_metrics(popularity_top_k(train, test_users, train_seen, k), test, k, catalogue)

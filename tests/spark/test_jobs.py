@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import bronze, silver, train
+from spark_jobs import bronze, evaluation, silver, train
 from spark_jobs.common import layout
 from spark_jobs.common.args import add_model_args, base_parser
 
@@ -101,13 +101,13 @@ def test_daily_stages_on_a_tiny_lake(spark, tmp_path):
 def test_split_is_stratified_by_movie_and_independent_of_partitioning(spark):
     rows = [(u, m, 4.0) for m, n in ((1, 1), (2, 2), (3, 4), (4, 8), (5, 40)) for u in range(1, n + 1)]
     ratings = spark.createDataFrame(rows, "userId int, movieId int, rating double")
-    train_df, test_df = train.split(ratings, test_fraction=0.25, seed=42)
+    train_df, test_df = evaluation.split(ratings, test_fraction=0.25, seed=42)
     held_out = {r["movieId"]: r["count"] for r in test_df.groupBy("movieId").count().collect()}
     # round(n * 0.75) of each movie's n ratings stay in training (half to even: n=2 -> 2 * 0.75 = 1.5 -> 2)
     assert held_out == {3: 1, 4: 2, 5: 10}
     assert train_df.count() + test_df.count() == len(rows)
     assert not train_df.join(test_df, ["userId", "movieId"]).count(), "no pair in both"
-    again_train, again_test = train.split(ratings.repartition(7), test_fraction=0.25, seed=42)
+    again_train, again_test = evaluation.split(ratings.repartition(7), test_fraction=0.25, seed=42)
     assertDataFrameEqual(again_test, test_df)
-    other_seed = {(r["userId"], r["movieId"]) for r in train.split(ratings, 0.25, seed=7)[1].collect()}
+    other_seed = {(r["userId"], r["movieId"]) for r in evaluation.split(ratings, 0.25, seed=7)[1].collect()}
     assert other_seed != {(r["userId"], r["movieId"]) for r in test_df.collect()}
