@@ -11,8 +11,12 @@ STAMP := $(VENV)/.installed
 # Azurite (Azure Storage emulator, npm) for the tests of the abfs:// lake, exactly as locked.
 AZURITE_DIR := tools/azurite
 AZURITE := $(AZURITE_DIR)/node_modules/.installed
+# Debian packages of the tests: PostgreSQL (metadata DB and serving tables) and Chromium (the web UI test;
+# Playwright drives it, since browser downloads are impossible here).
+SYSTEM_PACKAGES := postgresql chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install demo test ui lock clean
+.PHONY: install system-packages demo test ui lock clean
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
@@ -30,12 +34,19 @@ $(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
 
-install: $(STAMP) $(AZURITE)
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+install: $(STAMP) $(AZURITE) system-packages
 
 demo: $(STAMP)
 	$(PY) -m movielens.cli demo --ds $(DS)
 
-test: $(STAMP) $(AZURITE)
+test: $(STAMP) $(AZURITE) system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)

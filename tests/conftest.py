@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-# Real local servers (moto, Azurite) as session fixtures; see tests/servers.py.
-from tests.servers import azurite_server, moto_server  # noqa: F401
+# Real local servers (moto, Azurite, PostgreSQL) as session fixtures; see tests/servers.py.
+from tests.servers import azurite_server, moto_server, postgres_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 # Spark's Python workers must run this interpreter (it has numpy/pandas); bind Spark to loopback.

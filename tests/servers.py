@@ -4,6 +4,8 @@
   thread of the test process.
 - :class:`Azurite`: the Azure Storage emulator's blob service (npm package ``azurite``, installed by
   ``make install`` into ``tools/azurite/node_modules``), as a child process.
+- :class:`Postgres`: a throwaway PostgreSQL cluster (Debian's ``postgresql``, installed by ``make install``)
+  made with ``initdb`` and run by ``postgres`` itself, as a child process, with password authentication.
 
 Ports are chosen free at run time, never fixed. Each server hands out Airflow connections as the
 JSON an ``AIRFLOW_CONN_<ID>`` variable holds, so a test can give them to the ``airflow`` command as
@@ -218,6 +220,131 @@ class Azurite:
         return sorted(b.name for b in client.list_blobs(name_starts_with=prefix or None))
 
 
+POSTGRES_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # Debian's layout, newest first
+
+
+def postgres_bin(name: str) -> str:
+    for folder in POSTGRES_BIN_DIRS:
+        if (folder / name).exists():
+            return str(folder / name)
+    raise FileNotFoundError(f"PostgreSQL's {name} is not installed: run `make install` (apt-get install postgresql)")
+
+
+class Postgres:
+    """A PostgreSQL cluster of its own on a free port of 127.0.0.1, with one database and a password user.
+
+    PostgreSQL refuses to run as root: when the tests run as root, the cluster's files belong to the
+    ``postgres`` system user (made by Debian's package) and the server runs as that user.
+    """
+
+    user = "movielens"
+    database = "movielens"
+
+    def __init__(self):
+        import tempfile
+
+        # Not under pytest's tmp folder: that is private to root, and the server may run as ``postgres``.
+        self.workdir = Path(tempfile.mkdtemp(prefix="movielens-postgres-"))
+        self.data = self.workdir / "data"
+        self.port = free_port()
+        self.password = uuid.uuid4().hex
+        self.log = self.workdir / "postgres.log"
+        self._proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return bool(POSTGRES_BIN_DIRS)
+
+    def _as_owner(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def start(self) -> "Postgres":
+        pwfile = self.workdir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if os.geteuid() == 0:
+            import shutil
+
+            shutil.chown(self.workdir, "postgres")
+            shutil.chown(pwfile, "postgres")
+        done = subprocess.run(
+            [*self._as_owner(), postgres_bin("initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(pwfile),
+             "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C.UTF-8"],
+            capture_output=True, text=True,
+        )
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        cmd = [*self._as_owner(), postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
+               "-c", "max_connections=200", "-c", "fsync=off"]
+        with self.log.open("wb") as out:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, timeout=60, proc=self._proc, log=self.log)
+        self._wait_ready()
+        self.execute(f"CREATE DATABASE {self.database}", database="postgres")
+        return self
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.execute("SELECT 1", database="postgres")
+                return
+            except Exception:  # the port opens a moment before the server accepts logins
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def execute(self, sql: str, database: str | None = None) -> list[tuple]:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                                dbname=database or self.database)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        import shutil
+
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Postgres":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def sqlalchemy_url(self, database: str | None = None) -> str:
+        return f"postgresql+psycopg2://{self.user}:{self.password}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def connection(self, database: str | None = None) -> dict:
+        """An Airflow ``postgres`` connection to the database."""
+        return {"conn_type": "postgres", "host": "127.0.0.1", "port": self.port, "login": self.user,
+                "password": self.password, "schema": database or self.database}
+
+    def connection_json(self, database: str | None = None) -> str:
+        return json.dumps(self.connection(database))
+
+    def create_database(self, name: str | None = None) -> str:
+        name = (name or unique_name("db")).replace("-", "_")
+        self.execute(f"CREATE DATABASE {name}", database="postgres")
+        return name
+
+
 # --- pytest fixtures (imported by tests/conftest.py) ------------------------------------------------
 @pytest.fixture(scope="session")
 def moto_server():
@@ -235,4 +362,16 @@ def azurite_server(tmp_path_factory):
             pytest.fail(message)
         pytest.skip(message)
     with Azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster for the whole session; each test takes its own database from it."""
+    if not Postgres.available():
+        message = "PostgreSQL is not installed: run `make install` (apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with Postgres() as server:
         yield server
