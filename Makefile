@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 # Azurite (Azure Storage emulator, npm) for the tests of the abfs:// lake, exactly as locked.
 AZURITE_DIR := tools/azurite
 AZURITE := $(AZURITE_DIR)/node_modules/.installed
-# Debian packages of the tests: PostgreSQL (metadata DB and serving tables) and Chromium (the web UI test;
+# Debian packages of the tests: PostgreSQL (metadata DB and serving tables), Compose v1 (reads docker-compose.yaml
+# as Compose does; no Docker engine needed) and Chromium (the web UI test;
 # Playwright drives it, since browser downloads are impossible here).
-SYSTEM_PACKAGES := postgresql chromium
+SYSTEM_PACKAGES := postgresql chromium docker-compose
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install system-packages demo test ui lock clean

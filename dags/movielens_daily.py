@@ -29,8 +29,10 @@ Turns the MovieLens files that landed for a date into tested recommendations.
    - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
    Spark builds bronze, silver and gold tables from validated files (history <= D), trains the models,
    evaluates them on a held-out split and writes recommendations and similar movies.
-8. **write_run_summary**: `reports/ds=D/run_summary.json`.
-9. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+8. **publish_serving**: upserts the day's recommendations and similar movies into PostgreSQL (connection
+   `MOVIELENS_SERVING_CONN_ID`; skipped, saying so, when it is not set).
+9. **write_run_summary**: `reports/ds=D/run_summary.json`.
+10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
@@ -130,7 +132,18 @@ def movielens_daily():
             or ti.xcom_pull(task_ids="emr_add_steps_existing", key="job_flow_id"),
             "emr_serverless_job_run_id": ti.xcom_pull(task_ids="spark_daily_emr_serverless"),
         }
-        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute)
+        serving = ti.xcom_pull(task_ids="publish_serving")
+        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute, serving)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def publish_serving(ds=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from movielens import config, serving
+
+        if not config.load().serving_conn_id:
+            raise AirflowSkipException("MOVIELENS_SERVING_CONN_ID is not set: the outputs stay in the lake only")
+        return serving.publish(ds)
 
     @task.branch
     def choose_compute(params=None, ti=None) -> str:
@@ -253,7 +266,8 @@ def movielens_daily():
     )
 
     backend >> [local, databricks_code, emr_code, serverless_code]
-    [local, databricks, watch, serverless] >> summary
+    published = publish_serving()
+    [local, databricks, watch, serverless] >> published >> summary
     summary >> SuccessEmailOperator(task_id="email_success")
 
 

@@ -1,4 +1,9 @@
-"""``python -m movielens.cli demo|ui``: the embedded default, end to end (what ``make demo`` / ``make ui`` run)."""
+"""``python -m movielens.cli demo|ui|recommend|similar``.
+
+- ``demo`` / ``ui``: the embedded default, end to end (what ``make demo`` / ``make ui`` run).
+- ``recommend --user 42`` / ``similar --movie 1``: answers from the latest outputs, from the lake
+  (``--from lake``, the default) or the serving database (``--from db``, see ``movielens.serving``).
+"""
 
 from __future__ import annotations
 
@@ -106,6 +111,20 @@ def ui(port: int) -> int:
     return 0
 
 
+def answer(command: str, item_id: int, n: int, source: str, ds: str | None) -> int:
+    from movielens import serving
+
+    try:
+        if command == "recommend":
+            print(serving.recommendations_text(serving.lookup_recommendations(item_id, n, source, ds)))
+        else:
+            print(serving.similar_text(serving.lookup_similar(item_id, n, source, ds)))
+    except serving.ServingError as err:
+        print(f"movielens {command}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="movielens")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,9 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--ds", default=dt.date.today().isoformat())
     web = sub.add_parser("ui", help="the Airflow web UI with this project's DAGs")
     web.add_argument("--port", type=int, default=8080)
+    for name, what, flag in (("recommend", "top recommendations for a user", "--user"),
+                             ("similar", "movies most similar to a movie", "--movie")):
+        lookup = sub.add_parser(name, help=f"{what}, from the latest outputs")
+        lookup.add_argument(flag, dest="id", type=int, required=True)
+        lookup.add_argument("-n", type=int, default=10, help="how many (default 10)")
+        lookup.add_argument("--from", dest="source", choices=("lake", "db"), default="lake",
+                            help="the lake's gold tables (default) or the serving database (MOVIELENS_SERVING_CONN_ID)")
+        lookup.add_argument("--ds", help="the latest outputs with ds <= this date (default: the latest)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.ds)
+    if args.command in ("recommend", "similar"):
+        return answer(args.command, args.id, args.n, args.source, args.ds)
     return ui(args.port)
 
 

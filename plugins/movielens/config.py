@@ -107,6 +107,8 @@ class Settings:
     alert_email_to: list[str] = field(default_factory=list)
     demo_user_ids: list[int] = field(default_factory=list)
     airflow_base_url: str = "http://localhost:8080"
+    # Serving: the postgres connection each run's outputs are published to (none: not published).
+    serving_conn_id: str | None = None
 
     def validate(self) -> "Settings":
         if self.ingest not in INGEST_MODES:
@@ -176,6 +178,7 @@ def load() -> Settings:
         alert_email_to=_env_list("MOVIELENS_ALERT_EMAIL_TO", _env("MOVIELENS_EMAIL_TO", "data-team@localhost")),
         demo_user_ids=[int(u) for u in _env_list("MOVIELENS_DEMO_USERS", "1")],
         airflow_base_url=_env("MOVIELENS_AIRFLOW_BASE_URL", "http://localhost:8080"),
+        serving_conn_id=os.environ.get("MOVIELENS_SERVING_CONN_ID", "").strip() or None,
     ).validate()
 
 

@@ -154,11 +154,13 @@ def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> 
 
 
 def build_run_summary(
-    ds: str, run_id: str, dag_id: str, landing: dict | None = None, compute: dict | None = None
+    ds: str, run_id: str, dag_id: str, landing: dict | None = None, compute: dict | None = None,
+    serving: dict | None = None,
 ) -> dict[str, Any]:
     """Collect routing records, the Spark report and sample recommendations into one summary.
 
     ``compute``: where Spark ran (``backend``) and, from a cluster backend, its run's ids and page URL.
+    ``serving``: what ``serving.publish`` returned, or None when nothing was published.
     """
     from movielens.validation import record_page
 
@@ -216,6 +218,7 @@ def build_run_summary(
             "data_docs": lake.uri(docs / "index.html") if docs_built else None,
         },
         "compute": {k: v for k, v in (compute or {"backend": settings.compute}).items() if v is not None},
+        "serving": serving or {"published": False, "reason": "MOVIELENS_SERVING_CONN_ID is not set"},
         "links": {
             "airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}",
             **({"spark_run": compute["run_page_url"]} if compute and compute.get("run_page_url") else {}),
