@@ -101,13 +101,14 @@ def _gold_folder(lake: Lake, product: Product, ds: str):
 
 def _copy_into(cursor, table: str, product: Product, folder) -> None:
     """Stream a gold table into ``table`` with COPY, in record batches (bounded memory at any size)."""
+    import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(folder.path, filesystem=folder.fs, format="parquet")
+    options = pacsv.WriteOptions(include_header=False)
     for batch in dataset.to_batches(columns=[lake for lake, _, _ in product.columns], batch_size=COPY_BATCH_ROWS):
-        frame = batch.to_pandas()
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False)
+        buffer = io.BytesIO()
+        pacsv.write_csv(batch, buffer, options)  # Arrow's CSV writer: no pandas round trip
         # psycopg 3 (what the postgres provider's hook uses when installed): COPY through cursor.copy().
         with cursor.copy(f"COPY {table} ({', '.join(product.db_columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
             copy.write(buffer.getvalue())
@@ -161,6 +162,7 @@ def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
                 cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {product.db_table} INCLUDING DEFAULTS) ON COMMIT DROP")
                 cursor.execute(f"ALTER TABLE {staging} ALTER COLUMN ds DROP NOT NULL, ALTER COLUMN published_at DROP NOT NULL")
                 _copy_into(cursor, staging, product, folder)
+                cursor.execute(f"ANALYZE {staging}")  # row estimates for the upsert's joins
                 counts[product.gold_table] = _upsert(cursor, product, ds)
             cursor.execute(
                 f"INSERT INTO {RUNS_TABLE} (ds, recommendations, similar_movies, source, published_at) "
