@@ -27,6 +27,7 @@ from tests import leaks
 
 DS = "2026-11-20"
 PREFIX = "platform/lake"
+ALS_RANK_PARAM = 8
 MOVIES = b'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n2,"Heat, The (1995)",Action\n'
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964982704\n2,1,5.0,964982705\n"
 
@@ -320,7 +321,9 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
             env.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
     if not (tmp_path / "airflow" / "airflow.db").exists():
         localenv.migrate(env)
-    return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / log_name)
+    # One model setting from the trigger form: it must reach the Spark job (the environment says 20).
+    conf = {"ingest": "folder", "als_rank": ALS_RANK_PARAM}
+    return localenv.dags_test("movielens_daily", DS, env, conf=conf, log_file=tmp_path / log_name)
 
 
 @pytest.mark.e2e
@@ -356,6 +359,12 @@ def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox
     assert summary["outputs"]["data_docs"] == f"{url}/reports/ds={DS}/data_docs/index.html"
     assert all(f["destination"].startswith(url + "/") for f in summary["files"])
     assert len(summary["sample_recommendations"]["1"]) == 10
+    # The run's override reached the job (tuning is off: the rating model used it as given); the rest followed the env.
+    assert summary["param_overrides"] == {"als_rank": ALS_RANK_PARAM}
+    assert summary["settings"]["rank"] == ALS_RANK_PARAM and summary["settings"]["tune"] is False
+    assert summary["models"]["als_explicit"]["params"]["rank"] == ALS_RANK_PARAM
+    params_json = json.loads(lake.path(f"models/ds={DS}/params.json").read_text())
+    assert params_json["settings"] == summary["settings"]
     spark_report = json.loads((lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT).read_text())
     assert spark_report["lake_root"] == url and spark_report["staging"]["in"]["files"] == 4
     success = [m for m in mailbox.messages() if DS in m["Subject"] and "files validated" in m["Subject"]]
