@@ -1,43 +1,71 @@
 """
 ### movielens_daily
 
-Turns the MovieLens files that landed for a date into tested recommendations.
+Turns the MovieLens files that landed for a date into validated data, tested models and movie
+recommendations, then a run summary and an email. Runs `@daily` (no catch-up); trigger it by hand to
+run one date now, rerun an earlier date, or try other model settings for one run.
 
-1. **land_files** (optional, param `ingest`): copies MovieLens CSVs into `landing/ds={{ ds }}/` from
-   `MOVIELENS_DIR`, a GroupLens download or the synthetic generator. In production files arrive on
-   their own and `ingest` stays `none`.
-2. **wait_for_landed_files** (deferrable): waits until the day's files (`MOVIELENS_WAIT_FOR_KINDS`, default
-   ratings) are in landing or already routed; fails after `MOVIELENS_WAIT_TIMEOUT_SECONDS` (6 h) saying
-   what is missing, and the failure email goes out.
+#### The run's date
+The **Logical date** at the top of the trigger form is Airflow's own field (the form fills in now), not
+a param of this DAG: its UTC date is the run's `ds`, and every task reads and writes only the `ds=D`
+partitions of that date (plus validated history up to D). Set an earlier date to rerun or backfill it.
+A run without a logical date fails at once. Command line:
+`airflow dags trigger movielens_daily -l 2026-11-20 --conf '{"als_rank": 10}'`.
+
+#### Trigger form
+- **ingest** (default `none`): land MovieLens files into `landing/ds=D/` first, from `MOVIELENS_DIR`
+  (`folder`), a GroupLens `download`, the `synthetic` generator, or `auto` (folder, else download, else
+  synthetic). In production files arrive on their own.
+- **compute** (default `default` = `MOVIELENS_COMPUTE`): where Spark runs for this run only: `local`,
+  `databricks`, `emr`, `emr-serverless`.
+- **Model settings for this run**: `tune`, `tune_max_users`, `als_rank`, `als_reg_param`,
+  `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items`, `refit`. Left empty (numbers) or at
+  `default` (choices), each follows its `MOVIELENS_*` variable; a value overrides it for this run
+  only, on every backend. A value outside the bounds shown is refused when the run is created. The
+  Spark job records what it ran with in `models/ds=D/params.json` and the run summary (`settings`,
+  and `param_overrides` for what the form changed).
+
+#### Tasks
+1. **land_files**: the `ingest` param (above).
+2. **wait_for_landed_files** (deferrable): waits until the day's files (`MOVIELENS_WAIT_FOR_KINDS`,
+   default ratings) are in landing or already routed; fails after `MOVIELENS_WAIT_TIMEOUT_SECONDS`
+   (6 h) saying what is missing, and the failure email goes out.
 3. **find_landed_movies_files** / **find_landed_other_files**: list `landing/ds=D/`; a file's kind
    comes from its name (`ratings*`, `movies*`, `tags*`, `links*`).
 4. **route_movies_files**, then **route_other_files** (one mapped task per file): file checks and the
    Great Expectations suite of its kind (`expectations/`), then copy -> verify (size, SHA-256) ->
    record -> clear landing. Every file ends in exactly one of `validated/ds=D/` or `rejected/ds=D/`
-   (with a report saying why). Movies go first: ratings and tags are checked against known movies.
+   (with a report saying why, and a data incident email). Movies go first: ratings and tags are
+   checked against known movies.
 5. **build_data_docs**: Great Expectations Data Docs of the day's validations, in
-   `reports/ds=D/data_docs/index.html`.
+   `reports/ds=D/data_docs/index.html` (built even when a routing task failed).
 6. **check_training_data**: fails clearly when no ratings up to D passed validation.
-7. **choose_compute** picks where Spark runs: the run's `compute` param, or `MOVIELENS_COMPUTE`
-   (`local`, `databricks`, `emr`, `emr-serverless`); the other backends' tasks are skipped.
-   - local: **spark_daily** (spark-submit on this machine).
+7. **choose_compute** picks where Spark runs (the `compute` param); the other backends' tasks are skipped.
+   - local: **spark_daily** (spark-submit on this machine; an S3/Azure lake is staged through local disk).
    - databricks: **databricks_upload_jobs** (spark_jobs/ into the workspace) -> **spark_daily_databricks**
      (one-time run, deferrable; the run page URL is in the log).
    - emr: **emr_upload_jobs** (spark_jobs/ to S3) -> **emr_cluster** (the configured cluster, or
      **emr_create_cluster**) -> **emr_add_steps[_existing]** -> **emr_watch_step** (deferrable) ->
      **emr_terminate_cluster** (teardown: always, when the run created the cluster).
    - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
-   Spark builds bronze, silver and gold tables from validated files (history <= D), trains the models,
-   evaluates them on a held-out split and writes recommendations and similar movies.
+
+   Spark builds bronze, silver and gold tables from validated files (history <= D), trains the rating
+   model (biases + ALS) and the top-N model (EASE + implicit ALS), evaluates them on a held-out split,
+   and writes recommendations, similar movies and `models/ds=D/`.
 8. **publish_serving**: upserts the day's recommendations and similar movies into PostgreSQL (connection
    `MOVIELENS_SERVING_CONN_ID`; skipped, saying so, when it is not set).
-9. **write_run_summary**: `reports/ds=D/run_summary.json`.
-10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+9. **write_run_summary**: `reports/ds=D/run_summary.json` (files, counts, timings, settings, metrics).
+10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the
+   team (`MOVIELENS_ALERT_EMAIL_TO`) after its retries.
 
-Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
-Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
-`smtp_default`, the lake's connection for S3/Azure lakes, `databricks_default` (Databricks),
-`aws_default` and `emr_default` (EMR).
+#### Configuration
+Environment variables `MOVIELENS_*`, read when a task runs (table in the README; e.g.
+`MOVIELENS_LAKE_URL`, `MOVIELENS_COMPUTE`, `MOVIELENS_TUNE`, `MOVIELENS_EMAIL_TO`). Connections come
+only from `AIRFLOW_CONN_*` variables or a secrets backend (`AIRFLOW__SECRETS__BACKEND`, e.g. Azure Key
+Vault or AWS Secrets Manager; README "Secrets"): `spark_default`, `smtp_default`, the lake's
+(`MOVIELENS_LAKE_CONN_ID`) for S3/Azure lakes, `databricks_default`, `aws_default`, `emr_default` and
+the serving database's (`MOVIELENS_SERVING_CONN_ID`).
+No secret goes into Spark's arguments, the lake, the summary or the emails.
 """
 
 from __future__ import annotations
@@ -53,9 +81,10 @@ from airflow.sdk import Param, dag, task
 from movielens.compute.databricks import DatabricksSparkJobOperator
 from movielens.compute.emr import EmrDailyStepSensor
 from movielens.compute.local import LocalSparkJobOperator
-from movielens.dag_defaults import START_DATE, default_args
+from movielens.dag_defaults import START_DATE, default_args, require_ds
 from movielens.notify import TEMPLATES, SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
+from movielens.trigger_form import model_params
 
 DAG_ID = "movielens_daily"
 
@@ -87,6 +116,8 @@ DAG_ID = "movielens_daily"
             description="'default' follows MOVIELENS_COMPUTE; or this run only on 'local' Spark, 'databricks', "
             "'emr' (EMR on EC2) or 'emr-serverless'.",
         ),
+        # Model settings: each follows its MOVIELENS_* variable unless this run sets it.
+        **model_params(),
     },
 )
 def movielens_daily():
@@ -94,7 +125,7 @@ def movielens_daily():
     def land_files(ds=None, params=None) -> dict:
         from movielens import config, landing
 
-        return landing.land(config.load(), ds, params["ingest"])
+        return landing.land(config.load(), require_ds(ds), params["ingest"])
 
     @task
     def find_landed_files(group: str, ds=None) -> list[str]:
@@ -121,7 +152,7 @@ def movielens_daily():
         return pipeline.build_data_docs(ds)
 
     @task(trigger_rule="none_failed_min_one_success")
-    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None) -> dict:
+    def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None, params=None) -> dict:
         from movielens import pipeline
 
         compute = {
@@ -133,7 +164,7 @@ def movielens_daily():
             "emr_serverless_job_run_id": ti.xcom_pull(task_ids="spark_daily_emr_serverless"),
         }
         serving = ti.xcom_pull(task_ids="publish_serving")
-        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute, serving)
+        return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute, serving, run_params=params)
 
     @task(trigger_rule="none_failed_min_one_success")
     def publish_serving(ds=None) -> dict:
@@ -170,10 +201,10 @@ def movielens_daily():
         return databricks.upload_jobs("daily.py")
 
     @task(multiple_outputs=True)
-    def emr_upload_jobs(ds=None) -> dict:
+    def emr_upload_jobs(ds=None, params=None) -> dict:
         from movielens.compute import emr
 
-        return emr.upload_jobs(ds, "daily.py")
+        return emr.upload_jobs(ds, "daily.py", params)
 
     @task.branch
     def emr_cluster(cluster_id: str | None) -> str:
@@ -181,10 +212,10 @@ def movielens_daily():
         return "emr_add_steps_existing" if cluster_id else "emr_create_cluster"
 
     @task(multiple_outputs=True)
-    def emr_serverless_upload_jobs(ds=None) -> dict:
+    def emr_serverless_upload_jobs(ds=None, params=None) -> dict:
         from movielens.compute import emr
 
-        uploaded = emr.upload_jobs(ds, "daily.py")
+        uploaded = emr.upload_jobs(ds, "daily.py", params)
         emr.check_serverless(uploaded)
         return uploaded
 

@@ -1,19 +1,32 @@
 """
 ### movielens_similar_movies
 
-Triggered by hand (**Trigger** in the UI, then fill in the form): the 20 movies most similar to the
-movie id you give, with titles, from the latest `gold/similar_movies` partition with ds <= the run's
-date (cosine similarity of the ALS item factors, written by `movielens_daily`).
+On demand (no schedule): the movies most similar to one movie, with titles, from the latest
+`gold/similar_movies` partition with ds <= the run's date. `movielens_daily` writes that table: the 50
+nearest movies of every rated movie by cosine similarity of the rating model's ALS item factors.
 
-The answer is in the task log and in `reports/ds=D/similar_movies/movie_<id>.json`. A movie without
-ratings has no factors: the run fails saying so.
+#### Trigger form
+- **movie_id**: the MovieLens `movieId` to look up (e.g. 1, Toy Story (1995)).
+- **n** (default 20, at most 50): how many similar movies to list.
+- **Logical date** (Airflow's own field at the top of the form, filled in with now): its UTC date is
+  the run's `ds`; the answer comes from the newest models of a date <= ds, so an earlier date asks
+  yesterday's models. A run without a logical date fails at once.
+
+Command line: `airflow dags trigger movielens_similar_movies -l 2026-11-20 --conf '{"movie_id": 1, "n": 10}'`.
+
+#### Output
+The task **find_similar_movies** logs the list (rank, title, similarity) and writes it to
+`reports/ds=D/similar_movies/movie_<id>.json` in the lake (`MOVIELENS_LAKE_URL`), with the date of the
+models it used. A movie without ratings has no factors, and a lake with no `gold/similar_movies` yet
+has no answer: the run fails saying so (no retries can help), and the failure email goes to
+`MOVIELENS_ALERT_EMAIL_TO`. No Spark runs: the lookup reads one movie's Parquet rows.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from movielens.dag_defaults import START_DATE, default_args
+from movielens.dag_defaults import START_DATE, default_args, require_ds
 
 DAG_ID = "movielens_similar_movies"
 
@@ -36,6 +49,7 @@ def movielens_similar_movies():
     def find_similar_movies(ds=None, params=None) -> dict:
         from movielens import similar
 
+        ds = require_ds(ds)
         result = similar.lookup(ds, int(params["movie_id"]), int(params["n"]))
         result["written_to"] = similar.write_lookup(ds, result)
         print(similar.as_text(result))

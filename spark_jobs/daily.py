@@ -2,7 +2,8 @@
 
 One session saves Spark's start-up (about 15 s on 2 cores) per stage; each stage is also its own entry
 point (bronze.py, silver.py, gold.py, train.py, similar.py) for reruns and clusters. Writes
-``reports/ds=D/spark_job.json``: stage timings, row counts, model metrics, the protocol and outputs.
+``reports/ds=D/spark_job.json``: the settings it ran with, stage timings, row counts, model metrics, the
+protocol and outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 
 from spark_jobs import bronze, gold, silver, similar, train
 from spark_jobs.common import layout, session
-from spark_jobs.common.args import add_model_args, base_parser
+from spark_jobs.common.args import add_model_args, base_parser, job_settings
 
 STAGES = ("bronze", "silver", "gold", "train", "similar")
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.monotonic()
     spark = session.get_session(f"movielens-daily-{args.ds}")
-    report: dict = {"ds": args.ds, "lake_root": args.lake_root, "stages": stages, "timings_s": {}, "counts": {}}
+    report: dict = {"ds": args.ds, "lake_root": args.lake_root, "stages": stages, "settings": job_settings(args),
+                    "timings_s": {}, "counts": {}}
     report["timings_s"]["spark_start"] = round(time.monotonic() - started, 2)
     for stage in stages:
         t0 = time.monotonic()

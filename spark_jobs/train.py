@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, session
+from spark_jobs.common.args import job_settings
 
 RATING_MODEL = "als_explicit"
 TOP_N_MODEL = "ease_ials"
@@ -218,7 +219,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
         "train_rows": counts["train_rows"],
         "test_rows": counts["test_rows"],
     }
-    session.write_json(spark, layout.join(model_dir, "params.json"), {"models": models, "protocol": protocol})
+    # The settings the job was given (a run's trigger-form overrides included) beside what tuning chose.
+    session.write_json(spark, layout.join(model_dir, "params.json"),
+                       {"models": models, "protocol": protocol, "settings": job_settings(params)})
     for frame in (ratings, train, test, train_seen, test_users):
         frame.unpersist()
     lap("write")

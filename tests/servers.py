@@ -126,6 +126,24 @@ class MotoS3:
         paginator = self.client().get_paginator("list_objects_v2")
         return sorted(o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", []))
 
+    def secrets_backend_env(self, connections: dict[str, dict]) -> dict[str, str]:
+        """Store Airflow connections in this server's Secrets Manager (under a fresh prefix); returns the
+        environment that makes Airflow read connections from there (``SecretsManagerBackend``), as the
+        README's "Secrets" section sets it up, with this server as the endpoint."""
+        prefix = unique_name("airflow") + "/connections"
+        client = self.client("secretsmanager")
+        for conn_id, conn in connections.items():
+            client.create_secret(Name=f"{prefix}/{conn_id}", SecretString=json.dumps(conn))
+        kwargs = {"connections_prefix": prefix, "variables_prefix": None, "config_prefix": None,
+                  "endpoint_url": self.endpoint, "region_name": self.region}
+        return {
+            "AIRFLOW__SECRETS__BACKEND": "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(kwargs),
+            # The backend's own AWS identity (an instance role in a deployment): the server's fake keys.
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
 
 def azurite_account() -> tuple[str, str]:
     """The emulator's development account name and key, as Azurite's own package defines them."""

@@ -8,10 +8,13 @@ The README's configuration table lists the same variables; keep the two in step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spark_jobs.common.layout import FILE_KINDS
 
@@ -140,8 +143,18 @@ def default_lake_conn_id(lake_url: str) -> str | None:
     return DEFAULT_LAKE_CONN_IDS.get(lake_url.split("://", 1)[0].lower())
 
 
-def load() -> Settings:
-    """Read the settings from the environment (each call re-reads it)."""
+def load(run_params: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings from the environment (each call re-reads it).
+
+    ``run_params``: a run's params (the trigger form); the model settings it sets override the
+    environment for that run (see :data:`RUN_SETTINGS`), the others follow it.
+    """
+    settings = _load_env()
+    overrides = run_overrides(run_params)
+    return dataclasses.replace(settings, **overrides).validate() if overrides else settings
+
+
+def _load_env() -> Settings:
     lake_url = _env("MOVIELENS_LAKE_URL", default_lake_url())
     return Settings(
         lake_url=lake_url,
@@ -180,6 +193,80 @@ def load() -> Settings:
         airflow_base_url=_env("MOVIELENS_AIRFLOW_BASE_URL", "http://localhost:8080"),
         serving_conn_id=os.environ.get("MOVIELENS_SERVING_CONN_ID", "").strip() or None,
     ).validate()
+
+
+@dataclass(frozen=True)
+class RunSetting:
+    """A model setting one run can override from the trigger form (param name = Settings field).
+
+    The param's default (``None``, or ``"default"`` for a choice) means "follow the environment", so
+    scheduled runs and runs that leave the field alone use ``env``.
+    """
+
+    name: str
+    env: str
+    type: str  # JSON schema type of a value: "integer", "number" or "string" (a choice)
+    title: str
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    # A choice: the form's values -> the setting's values.
+    choices: Mapping[str, Any] = field(default_factory=dict)
+
+
+# A choice param's value meaning "follow the environment" (as for the `compute` param).
+FOLLOW_ENV = "default"
+
+RUN_SETTINGS = (
+    RunSetting("tune", "MOVIELENS_TUNE", "string", "Tune the models",
+               "on: tune both models on a validation split of the training part (ALS rank and regParam, EASE "
+               "regularisation and the iALS weight are chosen by the grids); off: use the values below as given.",
+               # Not a boolean: the form renders one as an on/off switch, which cannot say "follow the environment".
+               choices={"on": True, "off": False}),
+    RunSetting("tune_max_users", "MOVIELENS_TUNE_MAX_USERS", "integer", "Tuning sample (users)",
+               "Tune on a hash sample of at most this many users (faster on big data).", 100, 10_000_000),
+    RunSetting("als_rank", "MOVIELENS_ALS_RANK", "integer", "Rating model: ALS rank",
+               "Number of latent factors of the explicit ALS (used as given when tuning is off).", 1, 500),
+    RunSetting("als_reg_param", "MOVIELENS_ALS_REG_PARAM", "number", "Rating model: ALS regParam",
+               "Regularisation of the explicit ALS (used as given when tuning is off).", 0, 10),
+    RunSetting("als_max_iter", "MOVIELENS_ALS_MAX_ITER", "integer", "Rating model: ALS iterations",
+               "maxIter of the explicit ALS, in tuning trials too.", 1, 100),
+    RunSetting("ease_reg", "MOVIELENS_EASE_REG", "number", "Top-N model: EASE regularisation",
+               "L2 regularisation of EASE (used as given when tuning is off).", 1, 1_000_000),
+    RunSetting("ials_weight", "MOVIELENS_IALS_WEIGHT", "number", "Top-N model: iALS weight",
+               "Weight of implicit ALS in the blend with EASE; 0 is EASE alone (used as given when tuning is off).",
+               0, 100),
+    RunSetting("top_n_max_items", "MOVIELENS_TOP_N_MAX_ITEMS", "integer", "Top-N model: movies covered",
+               "The top-N model covers this many most-rated movies; EASE inverts a float64 matrix of that "
+               "size on the Spark driver (20,000 movies: 3.2 GB per copy).", 10, 20_000),
+    RunSetting("refit", "MOVIELENS_REFIT", "string", "Refit after evaluation",
+               "Models refit on every rating up to the date after evaluation: top-n (the product's model), "
+               "all (also the rating model, whose factors give similar movies), none.",
+               choices={choice: choice for choice in REFIT_CHOICES}),
+)
+
+
+def run_overrides(run_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model settings a run's params set, as Settings fields; params left to follow the environment
+    are left out. Airflow checks a run's params against the form's schema when a task starts; the same
+    bounds are checked here for callers outside a DAG run.
+    """
+    overrides: dict[str, Any] = {}
+    for spec in RUN_SETTINGS:
+        value = (run_params or {}).get(spec.name)
+        if value is None or value == FOLLOW_ENV:
+            continue
+        if spec.choices:
+            if value not in spec.choices:
+                raise ValueError(f"param {spec.name} must be one of {(FOLLOW_ENV, *spec.choices)}, got {value!r}")
+            overrides[spec.name] = spec.choices[value]
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (spec.type == "integer" and value != int(value)):
+            raise ValueError(f"param {spec.name} must be {'an integer' if spec.type == 'integer' else 'a number'}, got {value!r}")
+        if not spec.minimum <= value <= spec.maximum:
+            raise ValueError(f"param {spec.name} must be between {spec.minimum} and {spec.maximum}, got {value!r}")
+        overrides[spec.name] = int(value) if spec.type == "integer" else float(value)
+    return overrides
 
 
 def _env_json(name: str, default: dict) -> dict:

@@ -41,6 +41,8 @@ def airflow_env(
         "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+        # Masked in logs besides Airflow's own sensitive names: an Azure connection's account key.
+        "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "account_key",
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,

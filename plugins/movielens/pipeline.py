@@ -156,11 +156,14 @@ def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> 
 def build_run_summary(
     ds: str, run_id: str, dag_id: str, landing: dict | None = None, compute: dict | None = None,
     serving: dict | None = None,
+    run_params: dict | None = None,
 ) -> dict[str, Any]:
     """Collect routing records, the Spark report and sample recommendations into one summary.
 
     ``compute``: where Spark ran (``backend``) and, from a cluster backend, its run's ids and page URL.
     ``serving``: what ``serving.publish`` returned, or None when nothing was published.
+    ``run_params``: the run's params; the model settings they override are recorded as
+    ``param_overrides``, and ``settings`` are those the Spark job says it ran with.
     """
     from movielens.validation import record_page
 
@@ -207,6 +210,8 @@ def build_run_summary(
             "validate_and_route": {r["file"]: r.get("timings_s", {}) for r in records},
             "spark": spark.get("timings_s", {}),
         },
+        "param_overrides": config.run_overrides(run_params),
+        "settings": spark.get("settings", {}),
         "models": models,
         "metrics": {name: model.get("metrics", {}) for name, model in models.items()},
         "protocol": spark.get("protocol", {}),

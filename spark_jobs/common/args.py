@@ -48,3 +48,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--popular-min-ratings", type=int, default=50, help="ratings a movie needs to be ranked as popular")
     g.add_argument("--popular-top-n", type=int, default=20, help="movies per popularity ranking")
     return parser
+
+
+# Arguments that say where and when, not how: left out of the recorded settings.
+_NOT_SETTINGS = ("lake_root", "ds", "stages")
+
+
+def job_settings(args: argparse.Namespace) -> dict:
+    """The model, protocol and output settings a job ran with, as recorded in its report and params.json."""
+    return {key: value for key, value in sorted(vars(args).items()) if key not in _NOT_SETTINGS}

@@ -3,7 +3,11 @@
 Unit-level: landing copy, routing (copy, verify, record, clear), reruns without duplicates, validation
 of a remote file, the Spark URL of each lake, and the local-disk staging of a Spark job's inputs and
 outputs. End to end (``e2e``): ``movielens_daily`` with ``airflow dags test`` on each remote lake, local
-Spark staging through disk, and a rerun of the date that leaves the same objects.
+Spark staging through disk, and a rerun of the date that leaves the same objects. The end-to-end runs
+also prove that secrets stay secret: the lake's connection holds a secret (S3: the secret key; Azure:
+the account key) and the SMTP server takes mail only with a password; on S3 both connections come from
+AWS Secrets Manager (moto), on Azure from ``AIRFLOW_CONN_*``; after both runs, neither secret is in
+Airflow's home (logs, metadata DB), the task logs, any lake object or any email.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import datetime as dt
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 
 import pytest
 
 from movielens.lake import Lake, RoutingError, lake_url_from_spark, spark_url, storage_account
 from spark_jobs.common import layout
+from tests import leaks
 
 DS = "2026-11-20"
 PREFIX = "platform/lake"
+ALS_RANK_PARAM = 8
 MOVIES = b'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n2,"Heat, The (1995)",Action\n'
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964982704\n2,1,5.0,964982705\n"
 
@@ -35,6 +42,7 @@ class RemoteLake:
     conn_json: str
     server: object
     store: str  # bucket or container
+    secret: str  # what the connection must keep to itself: the S3 secret key, the Azure account key
 
     def keys(self) -> list[str]:
         """Every object under the lake's prefix, relative to it."""
@@ -50,14 +58,18 @@ def make_remote_lake(backend: str, server, monkeypatch) -> RemoteLake:
     if backend == "s3":
         store = server.create_bucket()
         url = f"s3://{store}/{PREFIX}"
+        # A secret key of its own, with the characters of a real one that URL-quoting changes (moto takes any).
+        secret = f"lake+secret/{uuid.uuid4().hex}"
+        conn_json = json.dumps({**server.connection(), "password": secret})
     else:
         store = server.create_container()
         url = f"abfs://{store}/{PREFIX}"
-    conn_json = server.connection_json()
+        secret = server.key  # Azurite's account key, inside the connection string
+        conn_json = server.connection_json()
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn_json)
     monkeypatch.setenv("MOVIELENS_LAKE_URL", url)
     monkeypatch.setenv("MOVIELENS_LAKE_CONN_ID", conn_id)
-    return RemoteLake(backend, Lake(url, conn_id), conn_id, conn_json, server, store)
+    return RemoteLake(backend, Lake(url, conn_id), conn_id, conn_json, server, store, secret)
 
 
 @pytest.fixture(params=["s3", "abfs"])
@@ -269,15 +281,30 @@ def source(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def mailbox_with_password(tmp_path):
+    """The SMTP server, taking mail only from a client that logs in with this test's password."""
+    from movielens.notify.mailbox import Mailbox
+
+    # Characters a connection URI must quote.
+    with Mailbox(tmp_path / "mail", credentials=("movielens", f"smtp:pass@{uuid.uuid4().hex}%")) as box:
+        yield box
+
+
 def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> str:
     from movielens import localenv
 
+    connections = {remote.conn_id: json.loads(remote.conn_json), "smtp_default": mailbox.connection()}
+    if remote.backend == "s3":
+        # From a secrets backend: AWS Secrets Manager (the moto server), none from the environment.
+        connection_env = remote.server.secrets_backend_env(connections)
+    else:
+        connection_env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}
     env = localenv.airflow_env(
         home=tmp_path / "airflow",
-        smtp_conn=mailbox.connection_uri_json(),
         lake_url=remote.lake.url,
         extra={
-            f"AIRFLOW_CONN_{remote.conn_id.upper()}": remote.conn_json,
+            **connection_env,
             "MOVIELENS_LAKE_CONN_ID": remote.conn_id,
             "MOVIELENS_DIR": str(source),
             "MOVIELENS_EMAIL_TO": "team@example.test",
@@ -289,13 +316,19 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
             "MOVIELENS_TUNE": "false",
         },
     )
+    if remote.backend == "s3":
+        for conn_id in connections:  # the unit-level fixture put the lake's in this process's environment
+            env.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
     if not (tmp_path / "airflow" / "airflow.db").exists():
         localenv.migrate(env)
-    return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / log_name)
+    # One model setting from the trigger form: it must reach the Spark job (the environment says 20).
+    conf = {"ingest": "folder", "als_rank": ALS_RANK_PARAM}
+    return localenv.dags_test("movielens_daily", DS, env, conf=conf, log_file=tmp_path / log_name)
 
 
 @pytest.mark.e2e
-def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox, source):
+def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox_with_password, source):
+    mailbox = mailbox_with_password
     state = run_daily(remote, tmp_path, mailbox, source, "dags_test.log")
     assert state == "success", (tmp_path / "dags_test.log").read_text()[-6000:]
     lake, url = remote.lake, remote.lake.url
@@ -326,6 +359,12 @@ def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox
     assert summary["outputs"]["data_docs"] == f"{url}/reports/ds={DS}/data_docs/index.html"
     assert all(f["destination"].startswith(url + "/") for f in summary["files"])
     assert len(summary["sample_recommendations"]["1"]) == 10
+    # The run's override reached the job (tuning is off: the rating model used it as given); the rest followed the env.
+    assert summary["param_overrides"] == {"als_rank": ALS_RANK_PARAM}
+    assert summary["settings"]["rank"] == ALS_RANK_PARAM and summary["settings"]["tune"] is False
+    assert summary["models"]["als_explicit"]["params"]["rank"] == ALS_RANK_PARAM
+    params_json = json.loads(lake.path(f"models/ds={DS}/params.json").read_text())
+    assert params_json["settings"] == summary["settings"]
     spark_report = json.loads((lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT).read_text())
     assert spark_report["lake_root"] == url and spark_report["staging"]["in"]["files"] == 4
     success = [m for m in mailbox.messages() if DS in m["Subject"] and "files validated" in m["Subject"]]
@@ -345,3 +384,17 @@ def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox
     assert {k: lake.path(k).read_bytes() for k in keys_again if k.endswith(".csv")} == csv_bytes
     again = json.loads((lake.zone(layout.REPORTS, DS) / layout.RUN_SUMMARY).read_text())
     assert again["metrics"] == summary["metrics"] and again["row_counts"] == summary["row_counts"]
+
+    # The secrets were used (the lake was written with its connection; mail went out after logging in)...
+    assert mailbox.logins and set(mailbox.logins) == {"movielens"}
+    # ... and show nowhere: Airflow's home (logs, metadata DB, config), the task logs (`dags test` prints
+    # them), every lake object (records, reports, summaries, Data Docs, models' params.json), every email.
+    secrets = {"lake secret": remote.secret, "SMTP password": mailbox.credentials[1]}
+    task_logs = sorted(tmp_path.glob("dags_test*.log"))
+    lake_objects = [(f"lake {k}", lake.path(k).read_bytes()) for k in remote.keys()]
+    received = list(leaks.emails(mailbox.folder))
+    assert len(task_logs) == 2 and len(lake_objects) > 50 and len(mailbox.messages()) >= 4
+    # The search knows these secrets: it finds both in the connections that hold them.
+    connections = [("connections", (remote.conn_json + mailbox.connection_uri_json()).encode())]
+    assert {f.split(" (")[0] for f in leaks.find(secrets, connections)} == set(secrets)
+    assert leaks.find(secrets, [*leaks.files(tmp_path / "airflow", *task_logs), *lake_objects, *received]) == []

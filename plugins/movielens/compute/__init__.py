@@ -1,7 +1,8 @@
 """Compute backends: each module builds the operator that runs a ``spark_jobs`` entry point.
 
-``local`` (the default) runs ``spark-submit`` on this machine. Databricks and EMR come later; the
-choice is ``MOVIELENS_COMPUTE``.
+``local`` (the default) runs ``spark-submit`` on this machine; ``databricks``, ``emr`` and
+``emr-serverless`` run it on a cluster. The choice is ``MOVIELENS_COMPUTE`` or the run's ``compute``
+param. Every backend passes the job :func:`job_arguments` of ``config.load(<the run's params>)``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from spark_jobs.common import layout
 
 
 def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
-    """The command-line arguments of a Spark job, the same whatever runs it."""
+    """The command-line arguments of a Spark job, the same whatever runs it.
+
+    ``settings``: ``config.load(run_params)``, so a run's trigger-form overrides are in them. Never a
+    secret here: the arguments show in ``ps``, in task logs and on a cluster's run page. The lake root is
+    a URL without credentials; a cluster reaches the lake with its own identity (instance profile,
+    Databricks secret scope), local Spark through staging on this machine.
+    """
     layout.check_ds(ds)
     return [
         "--lake-root", lake_root,

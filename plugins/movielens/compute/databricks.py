@@ -69,7 +69,7 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
         self.job = job
 
     def execute(self, context):
-        settings = config.load()
+        settings = config.load(context.get("params"))
         compute = config.load_compute()
         lake = Lake.from_settings(settings)
         ds = context["ds"]

@@ -58,11 +58,14 @@ def spark_submit_args(settings, compute, lake_root: str, ds: str, code_url: str,
     ]
 
 
-def upload_jobs(ds: str, job: str = "daily.py") -> dict[str, Any]:
-    """Upload the code to S3; returns the EMR step, the serverless job driver and the cluster to use."""
+def upload_jobs(ds: str, job: str = "daily.py", run_params: dict | None = None) -> dict[str, Any]:
+    """Upload the code to S3; returns the EMR step, the serverless job driver and the cluster to use.
+
+    ``run_params``: the run's params; the model settings they set go into the job's arguments.
+    """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    settings = config.load()
+    settings = config.load(run_params)
     compute = config.load_compute()
     lake = Lake.from_settings(settings)
     code = JobCode.from_dir(settings.spark_jobs_dir)

@@ -29,7 +29,7 @@ class LocalSparkJobOperator(SparkSubmitOperator):
         super().__init__(application=job, conn_id=kwargs.pop("conn_id", "spark_default"), **kwargs)
 
     def execute(self, context) -> None:
-        settings = config.load()
+        settings = config.load(context.get("params"))
         lake = Lake.from_settings(settings)
         ds = context["ds"]
         if lake.is_local:
