@@ -29,8 +29,10 @@ Turns the MovieLens files that landed for a date into tested recommendations.
    - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
    Spark builds bronze, silver and gold tables from validated files (history <= D), trains the models,
    evaluates them on a held-out split and writes recommendations and similar movies.
-8. **write_run_summary**: `reports/ds=D/run_summary.json`.
-9. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+8. **build_report**: `reports/ds=D/report.html`, one self-contained page of plots and tables from the gold
+   tables (ratings, top movies, metrics against the baseline, the tuning grids, recent runs).
+9. **write_run_summary**: `reports/ds=D/run_summary.json`.
+10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
@@ -117,6 +119,12 @@ def movielens_daily():
         from movielens import pipeline
 
         return pipeline.build_data_docs(ds)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def build_report(ds=None) -> dict:
+        from movielens import report
+
+        return report.build_report(ds)
 
     @task(trigger_rule="none_failed_min_one_success")
     def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None) -> dict:
@@ -253,7 +261,8 @@ def movielens_daily():
     )
 
     backend >> [local, databricks_code, emr_code, serverless_code]
-    [local, databricks, watch, serverless] >> summary
+    # Whichever backend ran (the others are skipped), then the report, which the summary links.
+    [local, databricks, watch, serverless] >> build_report() >> summary
     summary >> SuccessEmailOperator(task_id="email_success")
 
 

@@ -65,8 +65,12 @@ def test_the_daily_dag_branches_to_one_backend_and_joins():
     assert branch.downstream_task_ids == {
         "spark_daily", "databricks_upload_jobs", "emr_upload_jobs", "emr_serverless_upload_jobs"
     }
+    # The backends join at the report (the skipped ones must not skip it), which the summary then links.
+    report = dag.get_task("build_report")
+    assert {"spark_daily", "spark_daily_databricks", "emr_watch_step", "spark_daily_emr_serverless"} <= report.upstream_task_ids
+    assert report.trigger_rule == "none_failed_min_one_success"
     summary = dag.get_task("write_run_summary")
-    assert {"spark_daily", "spark_daily_databricks", "emr_watch_step", "spark_daily_emr_serverless"} <= summary.upstream_task_ids
+    assert "build_report" in summary.upstream_task_ids
     assert summary.trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("emr_terminate_cluster").is_teardown
     assert dag.get_task("spark_daily_databricks").deferrable and dag.get_task("emr_watch_step").deferrable
