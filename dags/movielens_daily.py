@@ -32,7 +32,9 @@ Turns the MovieLens files that landed for a date into tested recommendations.
 8. **build_report**: `reports/ds=D/report.html`, one self-contained page of plots and tables from the gold
    tables (ratings, top movies, metrics against the baseline, the tuning grids, recent runs).
 9. **write_run_summary**: `reports/ds=D/run_summary.json`.
-10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the team.
+10. **email_success**: data quality, metrics next to the previous run's, top recommendations, links to
+   the run, the Data Docs and the report (text and HTML). If mail fails the task is skipped, the run stays
+   good. Any task failure emails the team.
 
 Each task reads and writes only its own `ds` partitions: rerun or backfill any date alone.
 Configuration: environment variables `MOVIELENS_*` (see the README); connections `spark_default`,
@@ -54,7 +56,7 @@ from movielens.compute.databricks import DatabricksSparkJobOperator
 from movielens.compute.emr import EmrDailyStepSensor
 from movielens.compute.local import LocalSparkJobOperator
 from movielens.dag_defaults import START_DATE, default_args
-from movielens.notify import TEMPLATES, SuccessEmailOperator
+from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 
 DAG_ID = "movielens_daily"
@@ -68,7 +70,6 @@ DAG_ID = "movielens_daily"
     max_active_runs=1,
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
-    template_searchpath=[str(TEMPLATES)],
     default_args=default_args(),
     params={
         "ingest": Param(
