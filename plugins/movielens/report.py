@@ -42,12 +42,14 @@ BASELINE = "popularity"  # the baseline model of spark_jobs/train.py
 RECENT_RUNS = 20  # earlier run summaries shown beside this run
 TOP_OVERALL = 10
 TOP_PER_GENRE = 5
+ERROR_METRICS = ("rmse", "mae")  # rating errors: lower is better, plotted apart from the ranking metrics
 # Quality metrics in the order reports show them; a ranking metric is named <prefix>_<k> (ndcg_at_10).
-ERROR_METRICS = ("rmse", "mae")
 METRIC_ORDER = ("rmse", "mae", "precision_at", "recall_at", "ndcg_at", "map_at", "hit_rate_at", "catalog_coverage")
 # What each grid was tuned for: the first of these metrics a model's trials have (as in spark_jobs/train.py).
 TUNING_TARGETS = (("rmse", "lowest"), ("ndcg_at_", "highest"))
 SVG_SALT = "movielens-report"
+# A tuning trial's wall time differs on every run: left out, so a rerun's report has the same bytes.
+VOLATILE_PARAMS = ("seconds",)
 
 
 def metric_rank(name: str) -> int | None:
@@ -117,6 +119,15 @@ def _figure(width: float = 8.0, height: float = 3.6, ncols: int = 1):
     return fig, list(axes[0])
 
 
+def _legend_right(fig, axes) -> None:
+    """One legend for every panel (a model missing from the first panel still gets its entry)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def plot_rating_distribution(frame: "pd.DataFrame") -> str:
     fig, [ax] = _figure()
     ax.bar(frame["rating"].astype(float), frame["n_ratings"], width=0.4, color="#4C72B0")
@@ -174,15 +185,6 @@ def plot_model_metrics(metrics: dict[str, dict[str, float]], names: list[str]) -
     return _svg(fig)
 
 
-def _legend_right(fig, axes) -> None:
-    """One legend for every panel (a model missing from the first panel still gets its entry)."""
-    entries: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    fig.legend(list(entries.values()), list(entries), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-
-
 def plot_tuning(trials: "pd.DataFrame", targets: dict[str, tuple[str, str]]) -> str:
     """Per model, the tuned metric of every trial in the order tried; the chosen trial marked."""
     from matplotlib.ticker import MaxNLocator
@@ -236,7 +238,7 @@ def _number(value, digits: int = 4) -> str:
 
 
 def _params(raw: str) -> str:
-    return ", ".join(f"{k}={v}" for k, v in json.loads(raw).items())
+    return ", ".join(f"{k}={v}" for k, v in json.loads(raw).items() if k not in VOLATILE_PARAMS)
 
 
 def metrics_by_model(frame: "pd.DataFrame | None") -> dict[str, dict[str, float]]:
