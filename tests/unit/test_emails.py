@@ -114,11 +114,11 @@ def test_success_email_says_no_previous_run_when_there_is_none():
     assert success.subject(SUMMARY) == f"[movielens] movielens_daily {DS}: 1 files validated, 1 rejected"
 
 
-def fake_failure_context(error: BaseException) -> dict:
+def fake_failure_context(error: BaseException, task_id: str = "route_other_files", map_index: int = 2) -> dict:
     import datetime as dt
 
-    ti = SimpleNamespace(dag_id="movielens_daily", task_id="route_other_files", map_index=2, try_number=3,
-                         run_id="manual__1", log_url="http://localhost:8080/dags/movielens_daily/runs/manual__1/tasks/route_other_files/mapped/2?try_number=3")
+    ti = SimpleNamespace(dag_id="movielens_daily", task_id=task_id, map_index=map_index, try_number=3, run_id="manual__1",
+                         log_url=f"http://localhost:8080/dags/movielens_daily/runs/manual__1/tasks/{task_id}/mapped/2?try_number=3")
     return {"ti": ti, "ds": DS, "logical_date": dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc), "run_id": "manual__1",
             "exception": error}
 
@@ -158,9 +158,12 @@ def test_success_email_arrives_with_a_text_and_an_html_part(monkeypatch, mailbox
 
 def test_failure_notifier_email_arrives_with_both_parts(monkeypatch, mailbox):
     smtp_env(monkeypatch, mailbox.port)
-    FailureEmail()(fake_failure_context(RuntimeError("Spark driver down")))
+    # This subject is one Python's header folding once mangled (a leading space after the round trip).
+    context = fake_failure_context(RuntimeError("Spark driver down"), task_id="check_training_data", map_index=-1)
+    FailureEmail()(context)
     [message] = mailbox.messages()
-    assert message["To"] == "oncall@example.test" and "FAILED movielens_daily.route_other_files" in message["Subject"]
+    assert message["To"] == "oncall@example.test"
+    assert message["Subject"] == f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 3)"
     body = parts(message)
     assert "RuntimeError: Spark driver down" in body["text/plain"] and "RuntimeError: Spark driver down" in body["text/html"]
 

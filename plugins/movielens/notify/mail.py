@@ -10,8 +10,8 @@ Why not ``SmtpHook.send_email_smtp``: the SMTP provider (3.2) builds a ``multipa
 single text/html part and has no way to add a text part. We keep everything else of the hook: its
 connection (host, port, SSL or STARTTLS, login or OAuth2, the connection's ``timeout`` on every socket
 operation, ``retry_limit`` for connecting) and send our message through the client it opened, retrying
-up to ``retry_limit`` times as the hook does. So the worst case is bounded by the connection's settings,
-about ``2 x (retry_limit + 1) x timeout``.
+up to ``retry_limit`` times as the hook does. So every wait is bounded by the connection's settings: a
+server that accepts the connection and never answers costs ``(retry_limit + 1) x timeout``.
 
 Mail must never fail or stall the data work: :func:`send` never raises; an error is logged and it
 returns False, and the caller decides what that means (the incident email notes it in the routing
@@ -67,6 +67,17 @@ def build_message(*, subject: str, text: str, html: str, from_email: str, to: It
     return message
 
 
+def as_smtp_bytes(message: EmailMessage) -> bytes:
+    """The message as sent: CRLF line ends, headers not folded.
+
+    Python 3.11's folding (``email.policy.default``) moved the whole value of
+    ``Subject: [movielens] FAILED movielens_daily.check_training_data for 2026-11-20 (try 1)`` onto a
+    continuation line, and the reading side then returns the subject with a leading space. Both bodies
+    are quoted-printable, so their lines stay within 76 columns either way.
+    """
+    return message.as_bytes(policy=message.policy.clone(max_line_length=None, linesep="\r\n"))
+
+
 def send(
     *, what: str, template: str, values: dict[str, Any], subject: str, to: Iterable[str], from_email: str, conn_id: str
 ) -> bool:
@@ -87,7 +98,7 @@ def send(
             client = hook._smtp_client
             for attempt in range(hook.smtp_retry_limit + 1):
                 try:
-                    client.send_message(message, from_addr=from_email, to_addrs=recipients)
+                    client.sendmail(from_email, recipients, as_smtp_bytes(message))
                     break
                 except Exception:
                     if attempt == hook.smtp_retry_limit:
