@@ -52,11 +52,14 @@ A run without a logical date fails at once. Command line:
    Spark builds bronze, silver and gold tables from validated files (history <= D), trains the rating
    model (biases + ALS) and the top-N model (EASE + implicit ALS), evaluates them on a held-out split,
    and writes recommendations, similar movies and `models/ds=D/`.
-8. **publish_serving**: upserts the day's recommendations and similar movies into PostgreSQL (connection
+8. **build_report**: `reports/ds=D/report.html`, one self-contained page of plots and tables from the gold
+   tables (ratings, top movies, metrics against the baseline, the tuning grids, recent runs).
+9. **publish_serving**: upserts the day's recommendations and similar movies into PostgreSQL (connection
    `MOVIELENS_SERVING_CONN_ID`; skipped, saying so, when it is not set).
-9. **write_run_summary**: `reports/ds=D/run_summary.json` (files, counts, timings, settings, metrics).
-10. **email_success**: metrics, data quality and sample recommendations. Any task failure emails the
-   team (`MOVIELENS_ALERT_EMAIL_TO`) after its retries.
+10. **write_run_summary**: `reports/ds=D/run_summary.json` (files, counts, timings, settings, metrics).
+11. **email_success**: data quality, metrics next to the previous run's, top recommendations, links to
+   the run, the Data Docs and the report (text and HTML). If mail fails the task is skipped, the run
+   stays good. Any task failure emails the team (`MOVIELENS_ALERT_EMAIL_TO`) after its retries.
 
 #### Configuration
 Environment variables `MOVIELENS_*`, read when a task runs (table in the README; e.g.
@@ -82,7 +85,7 @@ from movielens.compute.databricks import DatabricksSparkJobOperator
 from movielens.compute.emr import EmrDailyStepSensor
 from movielens.compute.local import LocalSparkJobOperator
 from movielens.dag_defaults import START_DATE, default_args, require_ds
-from movielens.notify import TEMPLATES, SuccessEmailOperator
+from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 from movielens.trigger_form import model_params
 
@@ -97,7 +100,6 @@ DAG_ID = "movielens_daily"
     max_active_runs=1,
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
-    template_searchpath=[str(TEMPLATES)],
     default_args=default_args(),
     params={
         "ingest": Param(
@@ -150,6 +152,12 @@ def movielens_daily():
         from movielens import pipeline
 
         return pipeline.build_data_docs(ds)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def build_report(ds=None) -> dict:
+        from movielens import report
+
+        return report.build_report(ds)
 
     @task(trigger_rule="none_failed_min_one_success")
     def write_run_summary(landing: dict, ds=None, run_id=None, dag=None, ti=None, params=None) -> dict:
@@ -297,8 +305,11 @@ def movielens_daily():
     )
 
     backend >> [local, databricks_code, emr_code, serverless_code]
-    published = publish_serving()
-    [local, databricks, watch, serverless] >> published >> summary
+    # Whichever backend ran (the others are skipped), then the report and the serving tables; the summary
+    # links the report and records what was published.
+    backends = [local, databricks, watch, serverless]
+    backends >> build_report() >> summary
+    backends >> publish_serving() >> summary
     summary >> SuccessEmailOperator(task_id="email_success")
 
 

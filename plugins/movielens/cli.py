@@ -46,6 +46,8 @@ def print_summary(summary: dict, mail_dir: Path, timings: dict) -> None:
         for r in recs:
             print(f"  {r['rank']:>2}. {r['title']} (movie {r['movieId']})")
     print("Run summary:", summary["outputs"]["run_summary"])
+    if summary["outputs"].get("report"):
+        print("Report:", summary["outputs"]["report"])
     print("Emails:", mail_dir, "(open the .eml files with any mail client)")
     print("Wall time (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
 

@@ -283,6 +283,21 @@ class Lake:
         """Dates with a partition of a bronze/silver/gold table, up to and including ``upto``."""
         return self.partition_dates(self.path(zone, table), upto)
 
+    def run_summaries_before(self, ds: str, limit: int) -> list[dict[str, Any]]:
+        """The run summaries of the ``limit`` latest dates before ``ds`` that have one, oldest first.
+
+        A date whose run failed before its summary was written is passed over.
+        """
+        summaries: list[dict[str, Any]] = []
+        for date in reversed(self.partition_dates(self.path(layout.REPORTS), ds)):
+            path = self.zone(layout.REPORTS, date) / layout.RUN_SUMMARY
+            if date == ds or not path.exists():
+                continue
+            summaries.append(self.read_json(path))
+            if len(summaries) == limit:
+                break
+        return summaries[::-1]
+
     @staticmethod
     def partition_dates(root: "ObjectStoragePath", upto: str) -> list[str]:
         if not root.exists():

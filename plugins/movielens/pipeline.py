@@ -174,6 +174,7 @@ def build_run_summary(
     spark = lake.read_json(spark_path) if spark_path.exists() else {}
     docs = lake.zone(layout.REPORTS, ds) / layout.DATA_DOCS
     docs_built = (docs / "index.html").exists()
+    report = lake.zone(layout.REPORTS, ds) / layout.RUN_REPORT
     files = [
         {
             "file": r["file"],
@@ -221,6 +222,7 @@ def build_run_summary(
             "validated": lake.uri(lake.zone(layout.VALIDATED, ds)),
             "rejected": lake.uri(lake.zone(layout.REJECTED, ds)),
             "data_docs": lake.uri(docs / "index.html") if docs_built else None,
+            "report": lake.uri(report) if report.exists() else None,
         },
         "compute": {k: v for k, v in (compute or {"backend": settings.compute}).items() if v is not None},
         "serving": serving or {"published": False, "reason": "MOVIELENS_SERVING_CONN_ID is not set"},

@@ -15,6 +15,7 @@ library only, so it ships to clusters with the jobs.
     <root>/reports/ds=YYYY-MM-DD/run_summary.json  one summary per run
     <root>/reports/ds=YYYY-MM-DD/files/<file>.json routing record per landed file
     <root>/reports/ds=YYYY-MM-DD/data_docs/index.html  Great Expectations Data Docs of the validations
+    <root>/reports/ds=YYYY-MM-DD/report.html       the run's HTML report (plots of the gold tables, metrics)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FILE_KINDS = ("ratings", "movies", "tags", "links")
 RUN_SUMMARY = "run_summary.json"
 SPARK_REPORT = "spark_job.json"
 DATA_DOCS = "data_docs"  # reports/ds=D/data_docs/index.html: GX Data Docs of the run's validations
+RUN_REPORT = "report.html"  # reports/ds=D/report.html: the run's report, one self-contained HTML file
 ROUTING_RECORDS = "files"
 REPORT_SUFFIX = ".report.json"
 

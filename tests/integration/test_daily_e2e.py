@@ -1,10 +1,12 @@
 """movielens_daily end to end with `airflow dags test`: generated data, the file:// lake, local Spark and a
-real local SMTP server. Checks the lake zones, the run summary, the email, and that a rerun changes nothing."""
+real local SMTP server. Checks the lake zones, the run summary, the report, the emails, and that a rerun changes
+nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -96,15 +98,27 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
         assert (docs / f["data_docs"].split("/data_docs/", 1)[1]).is_file(), f
     recs = summary["sample_recommendations"]["1"]
     assert len(recs) == 10 and all(r["title"] for r in recs)
+    report = lake / "reports" / f"ds={DS}" / layout.RUN_REPORT
+    assert summary["outputs"]["report"].endswith(f"reports/ds={DS}/{layout.RUN_REPORT}") and report.is_file()
+    report_html = report.read_text(encoding="utf-8")
+    plots = set(re.findall(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,', report_html))  # inside the file
+    assert {"Model metrics against the popularity baseline", "Metrics over recent runs", "Metrics across the tuning grid",
+            "Rating distribution", "Ratings per year"} <= plots, plots  # (no movie of the tiny data has 50 ratings)
+    assert f"{summary['metrics']['ease_ials']['ndcg_at_10']:.4f}" in report_html and "No previous run" in report_html
 
     messages = mailbox.messages()
     success = [m for m in messages if DS in m["Subject"] and "files validated" in m["Subject"]]
     assert len(success) == 1, [m["Subject"] for m in messages]
-    body = success[0].get_body(preferencelist=("html", "plain")).get_content()
+    assert success[0].get_content_type() == "multipart/alternative"
+    body = success[0].get_body(preferencelist=("html",)).get_content()
+    text = success[0].get_body(preferencelist=("plain",)).get_content()
     assert "team@example.test" in success[0]["To"]
-    assert "ratings_broken.csv" in body and "rmse" in body.lower()
-    assert recs[0]["title"] in body
-    assert summary["outputs"]["data_docs"] in body, "the email links the Data Docs"
+    for part in (body, text):
+        assert "ratings_broken.csv" in part and "rmse" in part.lower() and "No previous run" in part
+        assert recs[0]["title"] in part
+        assert summary["outputs"]["data_docs"] in part, "the email links the Data Docs"
+        assert summary["outputs"]["report"] in part, "the email links the report"
+        assert summary["links"]["airflow_run"] in part
     incidents = [m for m in messages if "data incident" in m["Subject"]]
     assert [m["Subject"] for m in incidents] == [f"[movielens] data incident: ratings_broken.csv rejected for {DS}"]
     incident = incidents[0].get_body(preferencelist=("html",)).get_content()
@@ -124,14 +138,16 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert state == "failed" and "movie 99999999 is not in the models" in (tmp_path / "similar_unknown.log").read_text()
     (lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").unlink()  # not a daily output
 
-    # A rerun of the same date (files landed again) leaves the same files, bytes and counts.
+    # A rerun of the same date (files landed again) leaves the same files, bytes and counts, and the same report.
     before = lake_files(lake)
+    report_before = report.read_bytes()
     state = run_dag(tmp_path, mailbox, source)
     assert state == "success", (tmp_path / "dags_test.log").read_text()[-5000:]
     after = lake_files(lake)
     assert sorted(after) == sorted(before)
     data_files = [k for k in before if k.endswith(".csv")]
     assert all(after[k] == before[k] for k in data_files)
+    assert report.read_bytes() == report_before, "the report is the same for the same data"
     summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary_again["metrics"] == summary["metrics"]
     assert summary_again["row_counts"] == summary["row_counts"]
@@ -152,8 +168,9 @@ def test_no_valid_ratings_fails_the_run_with_a_failure_email(tmp_path, mailbox):
     assert not (lake / "bronze").exists(), "Spark never ran on rejected data"
     failures = [m for m in mailbox.messages() if "FAILED" in m["Subject"]]
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 1)"]
-    body = failures[0].get_body(preferencelist=("html",)).get_content()
-    assert "no validated ratings file" in body and "check_training_data" in body and "/tasks/check_training_data" in body
+    for kind in ("html", "plain"):
+        body = failures[0].get_body(preferencelist=(kind,)).get_content()
+        assert "no validated ratings file" in body and "check_training_data" in body and "/tasks/check_training_data" in body
 
 
 def test_files_that_never_land_time_out_with_a_failure_email(tmp_path, mailbox):

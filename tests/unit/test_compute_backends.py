@@ -65,12 +65,16 @@ def test_the_daily_dag_branches_to_one_backend_and_joins():
     assert branch.downstream_task_ids == {
         "spark_daily", "databricks_upload_jobs", "emr_upload_jobs", "emr_serverless_upload_jobs"
     }
-    # The backends join in publish_serving (skipped without a serving DB), then the summary.
-    publish = dag.get_task("publish_serving")
-    assert publish.upstream_task_ids == {"spark_daily", "spark_daily_databricks", "emr_watch_step", "spark_daily_emr_serverless"}
+    # The backends join at the report and at publish_serving (the skipped ones must skip neither); the
+    # summary links the report and records what was published.
+    backends = {"spark_daily", "spark_daily_databricks", "emr_watch_step", "spark_daily_emr_serverless"}
     summary = dag.get_task("write_run_summary")
-    assert "publish_serving" in summary.upstream_task_ids
-    assert publish.trigger_rule == summary.trigger_rule == "none_failed_min_one_success"
+    for task_id in ("build_report", "publish_serving"):
+        joined = dag.get_task(task_id)
+        assert joined.upstream_task_ids == backends, task_id
+        assert joined.trigger_rule == "none_failed_min_one_success", task_id
+        assert task_id in summary.upstream_task_ids
+    assert summary.trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("emr_terminate_cluster").is_teardown
     assert dag.get_task("spark_daily_databricks").deferrable and dag.get_task("emr_watch_step").deferrable
     assert dag.params["compute"] == "default"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
-import pytest
-
-from movielens.notify import incident
+from movielens.notify import incident, mail
 
 RECORD = {
     "file": "ratings_bad.csv", "kind": "ratings", "ds": "2026-11-20", "run_id": "manual__1", "zone": "rejected",
@@ -25,16 +23,21 @@ def _smtp_env(monkeypatch, port: int) -> None:
 
 
 def test_the_email_says_what_failed_and_where_the_report_is():
-    subject, body = incident.render(RECORD)
-    assert subject == "[movielens] data incident: ratings_bad.csv rejected for 2026-11-20"
-    assert "rating_range" in body and "line 2: 7.5" in body and RECORD["report"] in body and "land it again" in body
+    assert incident.subject(RECORD) == "[movielens] data incident: ratings_bad.csv rejected for 2026-11-20"
+    text, html = mail.render(incident.TEMPLATE, r=RECORD)
+    for body in (text, html):
+        assert "rating_range" in body and "line 2: 7.5" in body and RECORD["report"] in body and "land it again" in body
+    assert "<" not in text
 
 
-def test_the_email_arrives(monkeypatch, mailbox):
+def test_the_email_arrives_with_a_text_and_an_html_part(monkeypatch, mailbox):
     _smtp_env(monkeypatch, mailbox.port)
     assert incident.send_rejection_email(RECORD) is True
     [message] = mailbox.messages()
     assert message["To"] == "oncall@example.test" and "ratings_bad.csv rejected" in message["Subject"]
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "rating_range" in message.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_smtp_down_is_logged_and_never_raises(monkeypatch, caplog):

@@ -1,58 +1,57 @@
 """Emails through Airflow's SMTP provider (connection ``smtp_default`` by default).
 
-- :class:`FailureEmail`: a task failure callback (``SmtpNotifier``) to the team: DAG, task, try,
-  logical date, the error, the log link.
-- :class:`SuccessEmailOperator`: the last task of a good run (``EmailOperator``): files validated and
-  rejected with reasons, metrics per model, sample recommendations, where the summary is.
+Three emails, each multipart/alternative with a plain-text and an HTML part rendered from the Jinja
+templates ``templates/<name>.txt`` and ``.html`` and sent by the one helper :mod:`movielens.notify.mail`:
 
-Recipients and sender are read from configuration when the email is sent, not when the DAG is parsed.
-The success email is a task rather than a DAG-level ``on_success_callback`` so that it also goes out
-under ``airflow dags test`` (where DAG-level notifiers fail) and shows in the UI as a task.
+- :class:`FailureEmail` (:mod:`.failure`): a task failure callback (an Airflow notifier) to the team: DAG,
+  task, try, logical date, the error, the log link.
+- :class:`SuccessEmailOperator` (:mod:`.success`): the last task of a good run: files validated and
+  rejected with reasons, metrics per model next to the previous run's, top recommendations, links to
+  the Airflow run, the Data Docs and the run's report.
+- the data incident email (:mod:`.incident`), sent by the routing task when a file is rejected.
+
+Mail never fails or stalls the data work: the SMTP connection's ``timeout`` and ``retry_limit`` bound
+every attempt and an error is logged, not raised. The success email task then ends as **skipped**: the
+run stays successful (its data and summary are written and good), and the grid shows the email did not
+go out. Recipients and sender are read from configuration when an email is sent, not when the DAG is
+parsed. The success email is a task rather than a DAG-level ``on_success_callback`` so that it also goes
+out under ``airflow dags test`` (where DAG-level notifiers fail) and shows in the UI as a task.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.providers.smtp.operators.smtp import EmailOperator
-
-from movielens import config
-
-TEMPLATES = Path(__file__).parent / "templates"
-FAILURE_SUBJECT = "[movielens] FAILED {{ dag.dag_id }}.{{ ti.task_id }} for {{ ds }} (try {{ ti.try_number }})"
-SUCCESS_SUBJECT = "[movielens] {{ dag.dag_id }} {{ ds }}: {{ ti.xcom_pull(task_ids='write_run_summary')['files_validated'] }} files validated, {{ ti.xcom_pull(task_ids='write_run_summary')['files_rejected'] }} rejected"
+from airflow.sdk import BaseNotifier, BaseOperator
 
 
-class FailureEmail(SmtpNotifier):
-    """Task failure email to ``MOVIELENS_ALERT_EMAIL_TO``."""
+class FailureEmail(BaseNotifier):
+    """Task failure email to ``MOVIELENS_ALERT_EMAIL_TO``; use as ``on_failure_callback``.
 
-    def __init__(self, **kwargs):
-        super().__init__(to="set-when-sent", subject=FAILURE_SUBJECT, html_content="", **kwargs)
+    A plain notifier rather than the provider's ``SmtpNotifier``, whose message is HTML only.
+    """
 
-    def render_template_fields(self, context, jinja_env=None) -> None:
-        # Rendering mutates the fields in place and one notifier serves every task of the DAG:
-        # start from the template each time so a second failure is not reported as the first.
-        settings = config.load()
-        self.to = settings.alert_email_to
-        self.from_email = settings.email_from
-        self.smtp_conn_id = settings.smtp_conn_id
-        self.subject = FAILURE_SUBJECT
-        self.html_content = (TEMPLATES / "failure_email.html").read_text()
-        super().render_template_fields(context, jinja_env)
+    def notify(self, context) -> None:
+        from movielens.notify.failure import send_failure_email
+
+        send_failure_email(context)
 
 
-class SuccessEmailOperator(EmailOperator):
-    """The run's success email to ``MOVIELENS_EMAIL_TO``; body from ``templates/success_email.html``."""
+class SuccessEmailOperator(BaseOperator):
+    """The run's success email to ``MOVIELENS_EMAIL_TO``, from the summary ``summary_task_id`` returned.
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("subject", SUCCESS_SUBJECT)
-        kwargs.setdefault("html_content", "success_email.html")
-        super().__init__(to="set-when-sent", **kwargs)
+    Ends as skipped, not failed, when the email cannot be sent (see the module docstring).
+    """
 
-    def execute(self, context):
-        settings = config.load()
-        self.to = settings.email_to
-        self.from_email = settings.email_from
-        self.conn_id = settings.smtp_conn_id
-        return super().execute(context)
+    ui_color = "#e6faf9"
+
+    def __init__(self, *, summary_task_id: str = "write_run_summary", **kwargs):
+        super().__init__(**kwargs)
+        self.summary_task_id = summary_task_id
+
+    def execute(self, context) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from movielens.notify.success import send_success_email
+
+        summary = context["ti"].xcom_pull(task_ids=self.summary_task_id)
+        if not send_success_email(summary):
+            raise AirflowSkipException("success email NOT sent (the error is logged above); the run's data is complete")

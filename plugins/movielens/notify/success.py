@@ -1,0 +1,70 @@
+"""The success email of a daily run: data quality, this run's metrics next to the previous run's,
+the top recommendations of the configured users, and links to the Airflow run, the Data Docs and the
+run's report.
+
+The previous run is the latest earlier ds with a run summary in the lake (a date whose run failed has
+none and is passed over). Sent by :class:`movielens.notify.SuccessEmailOperator`, the last task of the
+DAG; like every email it never raises (:func:`movielens.notify.mail.send`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from movielens import config
+from movielens.lake import Lake
+from movielens.notify import mail
+from movielens.report import model_order, quality_metrics
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "success_email"
+SUBJECT = "[movielens] {dag_id} {ds}: {files_validated} files validated, {files_rejected} rejected"
+
+
+def subject(summary: dict[str, Any]) -> str:
+    return SUBJECT.format(**summary)
+
+
+def metric_rows(current: dict[str, dict[str, float]], previous: dict[str, dict[str, float]] | None) -> list[dict[str, str]]:
+    """One row per model and quality metric of this run: its value, the previous run's and the change."""
+    rows = []
+    for model in model_order(current):
+        for metric in quality_metrics(current[model]):
+            value = current[model][metric]
+            before = (previous or {}).get(model, {}).get(metric)
+            rows.append({
+                "model": model,
+                "metric": metric,
+                "value": f"{value:.4f}",
+                "previous": "" if before is None else f"{before:.4f}",
+                "change": "" if before is None else f"{value - before:+.4f}",
+            })
+    return rows
+
+
+def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_error: str | None = None) -> dict[str, Any]:
+    """What the templates show. ``previous_error``: why the earlier summaries could not be read, if so."""
+    return {
+        "s": summary,
+        "previous": previous and {"ds": previous["ds"], "report": previous.get("outputs", {}).get("report"),
+                                  "run_summary": previous.get("outputs", {}).get("run_summary")},
+        "previous_error": previous_error,
+        "metrics": metric_rows(summary.get("metrics", {}), previous.get("metrics", {}) if previous else None),
+    }
+
+
+def send_success_email(summary: dict[str, Any]) -> bool:
+    """Email the run's summary to ``MOVIELENS_EMAIL_TO``; True if sent. Never raises on mail trouble."""
+    settings = config.load()
+    previous, previous_error = None, None
+    try:
+        earlier = Lake.from_settings(settings).run_summaries_before(summary["ds"], 1)
+        previous = earlier[-1] if earlier else None
+    except Exception as err:  # noqa: BLE001 - the email still goes out, saying the comparison is missing
+        previous_error = f"{type(err).__name__}: {err}"
+        log.warning("earlier run summaries before %s not readable: %s", summary["ds"], previous_error)
+    return mail.send(what=f"success email for {summary['dag_id']} {summary['ds']}", template=TEMPLATE,
+                     values=values(summary, previous, previous_error), subject=subject(summary),
+                     to=settings.email_to, from_email=settings.email_from, conn_id=settings.smtp_conn_id)
