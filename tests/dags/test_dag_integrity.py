@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 HEAVY = {"pyspark", "pandas", "great_expectations", "numpy", "pyarrow"}
 
@@ -70,7 +72,9 @@ def test_parsing_does_not_load_heavy_modules_and_is_fast(path):
         "heavy = sorted(m for m in {'pyspark', 'great_expectations', 'pandas'} if m in sys.modules);"
         "print(heavy); print(round(time.monotonic() - t, 2))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # This checkout's package first (the environment's .pth may name another checkout).
+    pythonpath = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": pythonpath})
     assert done.returncode == 0, done.stderr[-2000:]
     heavy, seconds = done.stdout.strip().splitlines()[-2:]
     assert heavy == "[]", f"parsing {path.name} loaded {heavy}"
