@@ -30,6 +30,9 @@ A run without a logical date fails at once. Command line:
 2. **wait_for_landed_files** (deferrable): waits until the day's files (`MOVIELENS_WAIT_FOR_KINDS`,
    default ratings) are in landing or already routed; fails after `MOVIELENS_WAIT_TIMEOUT_SECONDS`
    (6 h) saying what is missing, and the failure email goes out.
+   **wait_for_earlier_runs** (reschedule mode): waits while the run of the date before is queued or
+   running, so backfilled dates are processed in date order whatever the backfill's max active runs
+   (each date reads the validated and bronze history of the dates before it).
 3. **find_landed_movies_files** / **find_landed_other_files**: list `landing/ds=D/`; a file's kind
    comes from its name (`ratings*`, `movies*`, `tags*`, `links*`).
 4. **route_movies_files**, then **route_other_files** (one mapped task per file): file checks and the
@@ -227,6 +230,18 @@ def movielens_daily():
         emr.check_serverless(uploaded)
         return uploaded
 
+    @task.sensor(poke_interval=30, mode="reschedule", timeout=24 * 3600)
+    def wait_for_earlier_runs(ti=None) -> bool:
+        from movielens.sensors import unfinished_earlier_run
+
+        earlier = unfinished_earlier_run(ti)
+        if earlier:
+            print(
+                f"waiting for the run of ds={earlier['ds']} ({earlier['run_id']}, {earlier['state']}) to finish: "
+                "this date reads the history that run writes"
+            )
+        return earlier is None
+
     landed = land_files()
     # Deferred (the triggerer polls the lake) until the day's files are in landing, or already routed.
     arrived = LandedFilesSensor(task_id="wait_for_landed_files")
@@ -235,7 +250,8 @@ def movielens_daily():
     # Listed after the movies are routed, so the list reflects landing at that moment.
     others_found = find_landed_files.override(task_id="find_landed_other_files", trigger_rule="none_failed")("others")
     others = route_landed_file.override(task_id="route_other_files").expand(name=others_found)
-    landed >> arrived >> movies_found
+    # Dates in order: the previous date's run has finished before this one reads the history.
+    landed >> arrived >> wait_for_earlier_runs() >> movies_found
     movies >> others_found
     checked = check_training_data()
     others >> checked

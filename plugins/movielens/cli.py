@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,31 +84,42 @@ def demo(ds: str) -> int:
 
 
 def ui(port: int) -> int:
-    """``airflow standalone`` with the same configuration; stops with Ctrl-C."""
+    """Airflow 3 as deployed, with the same configuration: ``airflow api-server``, ``scheduler``,
+    ``dag-processor`` and ``triggerer`` as separate processes (:class:`localenv.AirflowStack`, the launcher
+    of the end-to-end tests). Stops them all with Ctrl-C."""
     mail_dir = VAR_DIR / "mail"
     with Mailbox(mail_dir) as mailbox:
         env = localenv.airflow_env(smtp_conn=mailbox.connection_uri_json(), api_port=port)
-        localenv.migrate(env)
-        home = Path(env["AIRFLOW_HOME"])
-        proc = subprocess.Popen([str(localenv.VENV_BIN / "airflow"), "standalone"], env=env, start_new_session=True)
-        passwords = home / "simple_auth_manager_passwords.json.generated"
-        print(f"Airflow UI starting on http://localhost:{port} (about a minute). Emails go to {mail_dir}.", flush=True)
+        stack = localenv.AirflowStack(env, admin_password=os.environ.get("MOVIELENS_UI_PASSWORD") or None)
+        db = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"SQLite, {stack.home / 'airflow.db'}"
+        print(
+            f"Starting Airflow (api-server, scheduler, dag-processor, triggerer; metadata DB: {db.split('@')[-1]}); "
+            f"logs in {stack.log_dir} ...",
+            flush=True,
+        )
+
+        def stop_on_sigterm(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
         try:
-            for _ in range(120):
-                if passwords.exists():
-                    creds = json.loads(passwords.read_text())
-                    for user, password in creds.items():
-                        print(f"Log in as user '{user}' with password '{password}' (from {passwords})", flush=True)
-                    break
-                time.sleep(1)
-            proc.wait()
+            stack.start()
+            print(
+                f"Airflow UI on {stack.base_url}: log in as '{stack.user}' with password '{stack.password}' "
+                f"(kept in {stack.passwords_file}; set MOVIELENS_UI_PASSWORD to choose it). "
+                f"Emails go to {mail_dir}. Ctrl-C stops everything.",
+                flush=True,
+            )
+            while True:
+                time.sleep(2)
+                stack.check_running()
         except KeyboardInterrupt:
-            pass
+            print("Stopping Airflow ...", flush=True)
+        except localenv.AirflowError as err:
+            print(err, file=sys.stderr, flush=True)
+            return 1
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            stack.stop()
     return 0
 
 

@@ -97,3 +97,329 @@ def dags_test(dag_id: str, ds: str, env: dict[str, str], conf: dict | None = Non
     if match:
         return match.group(1)
     return f"unknown (exit {done.returncode}; no 'DagRun Finished' line)"
+
+
+# --- the Airflow 3 topology as separate processes ----------------------------------------------------
+
+#: The components of an Airflow 3 deployment, each an ``airflow <component>`` process of its own.
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Components whose heartbeat ``/api/v2/monitor/health`` reports (its key for each).
+HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AirflowError(RuntimeError):
+    """The stack did not start, or the REST API answered with an error."""
+
+
+class AirflowStack:
+    """Airflow 3 as it is deployed: ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor``
+    and ``triggerer``, each a process in its own process group with its own log file, on one metadata
+    DB (PostgreSQL through ``sql_alchemy_conn``, or the SQLite file of ``AIRFLOW_HOME``).
+
+    Login is Airflow's simple auth manager with one user, ``admin`` (role admin), whose password is
+    written to the passwords file before start (``[core] simple_auth_manager_users`` and
+    ``simple_auth_manager_passwords_file``): the UI and the REST API need it.
+
+    ``env`` is an :func:`airflow_env` (the API port comes from its ``AIRFLOW__API__PORT``)::
+
+        with AirflowStack(airflow_env(...), log_dir=...) as stack:   # migrate, start, wait for health
+            stack.unpause("movielens_daily")
+            run = stack.trigger("movielens_daily", "2026-11-20", conf={"ingest": "folder"})
+            stack.wait_for_run("movielens_daily", run["dag_run_id"])
+
+    ``make ui`` (``python -m movielens.cli ui``) and the end-to-end tests use this one class.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_dir: Path | None = None,
+        sql_alchemy_conn: str | None = None,
+        admin_password: str | None = None,
+        extra: dict[str, str] | None = None,
+    ):
+        import secrets
+
+        self.env = dict(env)
+        self.home = Path(self.env["AIRFLOW_HOME"])
+        self.log_dir = Path(log_dir or self.home / "logs" / "components")
+        self.port = int(self.env.get("AIRFLOW__API__PORT", "8080"))
+        self.base_url = self.env.get("AIRFLOW__API__BASE_URL") or f"http://localhost:{self.port}"
+        self.user = "admin"
+        self.passwords_file = self.home / "simple_auth_manager_passwords.json"
+        self.password = admin_password or self._kept_password() or secrets.token_urlsafe(12)
+        stack_env = {
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            # Signs the tokens of the REST API and of the task workers: one value for every component.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__WORKERS": "1",
+            # The scheduler's and the triggerer's log servers: free ports, not the fixed 8793/8794.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        }
+        for key, value in stack_env.items():
+            self.env.setdefault(key, value)
+        if sql_alchemy_conn:
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sql_alchemy_conn
+        self.env.update(extra or {})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started_at: float | None = None
+        self._token: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _kept_password(self) -> str | None:
+        """The admin password of an earlier start with the same AIRFLOW_HOME (``make ui`` keeps it)."""
+        try:
+            return json.loads(self.passwords_file.read_text()).get("admin")
+        except (OSError, ValueError):
+            return None
+
+    def log_file(self, component: str) -> Path:
+        return self.log_dir / f"{component}.log"
+
+    def start(self, timeout: float = 240.0) -> "AirflowStack":
+        """Migrate the metadata DB, start every component, and wait until the health endpoint says each
+        one heartbeats (stops what started and raises if that does not happen in ``timeout`` s)."""
+        import time
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.passwords_file.write_text(json.dumps({self.user: self.password}) + "\n")
+        self.passwords_file.chmod(0o600)
+        migrate(self.env)
+        self.started_at = time.time()
+        try:
+            for component in COMPONENTS:
+                with self.log_file(component).open("ab") as out:
+                    self.procs[component] = subprocess.Popen(
+                        [str(VENV_BIN / "airflow"), component],
+                        env=self.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group: stop() ends its children too
+                    )
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to each component's process group, SIGKILL to what is left after ``timeout`` s."""
+        import signal
+        import time
+
+        procs, self.procs = self.procs, {}
+        for proc in procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in procs.values():
+            # The leader may be gone while its children (task or log-server processes) live on.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def __enter__(self) -> "AirflowStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def check_running(self) -> None:
+        """Raise with the log's tail when a component has exited."""
+        for component, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = self.log_file(component).read_text(errors="replace")[-4000:]
+                raise AirflowError(f"airflow {component} exited with code {proc.returncode}; its log ends:\n{tail}")
+
+    def health(self) -> dict:
+        """``GET /api/v2/monitor/health`` (no login needed)."""
+        return self.request("GET", "/api/v2/monitor/health", auth=False)
+
+    def wait_healthy(self, timeout: float = 240.0) -> dict:
+        """Until the API answers and the scheduler, DAG processor and triggerer heartbeat (since this start)."""
+        import datetime as dt
+        import time
+
+        since = dt.datetime.fromtimestamp(self.started_at or 0, dt.timezone.utc)
+        deadline = time.monotonic() + timeout
+        last: object = "no answer"
+        while time.monotonic() < deadline:
+            self.check_running()
+            try:
+                health = self.health()
+            except (OSError, AirflowError) as err:  # not listening yet
+                last = err
+            else:
+                last = health
+                fresh = all(
+                    health.get(key, {}).get("status") == "healthy"
+                    and (beat := health[key].get(f"latest_{key}_heartbeat"))
+                    and dt.datetime.fromisoformat(beat) >= since
+                    for key in HEALTH_KEYS.values()
+                )
+                if fresh and health.get("metadatabase", {}).get("status") == "healthy":
+                    return health
+            time.sleep(1)
+        raise AirflowError(f"Airflow is not healthy after {timeout:.0f} s (logs in {self.log_dir}); last: {last}")
+
+    # -- REST API ----------------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True, timeout: float = 30.0):
+        """A JSON request to the API server; returns the decoded answer (``None`` when empty)."""
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as err:
+            raise AirflowError(f"{method} {path}: HTTP {err.code}: {err.read()[:2000].decode(errors='replace')}") from None
+        return json.loads(raw) if raw else None
+
+    def token(self) -> str:
+        """A bearer token of the admin user (``POST /auth/token``)."""
+        if self._token is None:
+            answer = self.request("POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False)
+            self._token = answer["access_token"]
+        return self._token
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0) -> None:
+        """Until the DAG processor has parsed these DAGs (they are in the API)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        missing = list(dag_ids)
+        while time.monotonic() < deadline:
+            self.check_running()
+            missing = [d for d in dag_ids if not self._dag_known(d)]
+            if not missing:
+                return
+            time.sleep(2)
+        errors = self.request("GET", "/api/v2/importErrors")
+        raise AirflowError(f"DAGs not parsed after {timeout:.0f} s: {missing}; import errors: {errors}")
+
+    def _dag_known(self, dag_id: str) -> bool:
+        try:
+            self.request("GET", f"/api/v2/dags/{dag_id}")
+            return True
+        except AirflowError as err:
+            if "HTTP 404" in str(err):
+                return False
+            raise
+
+    def unpause(self, dag_id: str) -> dict:
+        return self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict | None = None, run_id: str | None = None) -> dict:
+        """``POST /api/v2/dags/{dag_id}/dagRuns``; ``logical_date`` as ``YYYY-MM-DD`` (midnight UTC) or ISO."""
+        if logical_date and len(logical_date) == 10:
+            logical_date = f"{logical_date}T00:00:00Z"
+        body: dict = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+
+    def dag_runs(self, dag_id: str, **query: str) -> list[dict]:
+        from urllib.parse import urlencode
+
+        params = {"limit": "100", "order_by": "logical_date", **query}
+        return self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{urlencode(params)}")["dag_runs"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900.0, poll: float = 3.0) -> dict:
+        """Until the run is ``success`` or ``failed``; returns it (raises on timeout)."""
+        import time
+        from urllib.parse import quote
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_running()
+            run = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+            if run["state"] in ("success", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        from urllib.parse import quote
+
+        answer = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=200")
+        return {
+            ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti["state"]
+            for ti in answer["task_instances"]
+        }
+
+    def airflow(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """An ``airflow`` CLI command on this stack's configuration and metadata DB."""
+        return airflow(args, self.env, **kwargs)
+
+    def backfill(
+        self,
+        dag_id: str,
+        from_date: str,
+        to_date: str,
+        *,
+        reprocess: str | None = None,
+        max_active_runs: int | None = None,
+        conf: dict | None = None,
+    ) -> dict:
+        """``airflow backfill create`` (the scheduler runs it); returns the backfill as the API shows it."""
+        args = ["backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date]
+        if reprocess:
+            args += ["--reprocess-behavior", reprocess]
+        if max_active_runs:
+            args += ["--max-active-runs", str(max_active_runs)]
+        if conf:
+            args += ["--dag-run-conf", json.dumps(conf)]
+        done = self.airflow(args, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AirflowError(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        backfills = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&order_by=-id&limit=1")["backfills"]
+        return backfills[0]
+
+    def wait_for_backfill(self, backfill_id: int, timeout: float = 1800.0, poll: float = 5.0) -> dict:
+        """Until the scheduler marks the backfill completed (every run of it finished)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_running()
+            backfill = self.request("GET", f"/api/v2/backfills/{backfill_id}")
+            if backfill["completed_at"]:
+                return backfill
+            if time.monotonic() > deadline:
+                raise AirflowError(f"backfill {backfill_id} not completed after {timeout:.0f} s")
+            time.sleep(poll)

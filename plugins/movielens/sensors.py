@@ -8,6 +8,13 @@ defers to :class:`LandedFilesTrigger`, which lists the lake from the triggerer e
 fails without retrying (``AirflowFailException``: waiting again is what the timeout already did; retries
 still cover a listing that errors) with a message saying what is missing
 and where, and the failure email goes out.
+
+A date also waits for the run of the date before it (:func:`unfinished_earlier_run`): routing checks
+ratings against the movies validated up to D, and Spark builds silver from every bronze partition up
+to D, so two dates processed at once (a backfill runs up to ``--max-active-runs`` dates together, 10 by
+default on the command line; the DAG's ``max_active_runs`` does not bound backfills) would each read
+a half-written history. Waiting for the previous date, which itself waited for its own, processes the
+dates in order whatever the concurrency.
 """
 
 from __future__ import annotations
@@ -96,3 +103,24 @@ class LandedFilesSensor(BaseSensorOperator):
                 f"{','.join(settings.wait_for_kinds)}, MOVIELENS_WAIT_TIMEOUT_SECONDS)"
             )
         self.log.info("the files of ds=%s have landed", event["ds"])
+
+
+#: Dag run states of a run that has not finished yet.
+UNFINISHED_RUN_STATES = ("queued", "running")
+
+
+def unfinished_earlier_run(ti) -> dict[str, str] | None:
+    """The previous run of this DAG (latest logical date before this run's) when it has not finished.
+
+    ``ti`` is the running task instance (``context["ti"]``); the metadata DB is reached through the
+    Task SDK (``get_previous_dagrun``). A finished previous run, failed or not, does not hold a date up.
+    """
+    previous = ti.get_previous_dagrun()
+    if previous is None or str(getattr(previous.state, "value", previous.state)) not in UNFINISHED_RUN_STATES:
+        return None
+    logical = previous.logical_date
+    return {
+        "run_id": previous.run_id,
+        "state": str(getattr(previous.state, "value", previous.state)),
+        "ds": logical.date().isoformat() if logical else "",
+    }

@@ -85,9 +85,9 @@ def test_parsing_does_not_load_heavy_modules_and_is_fast(path):
         "heavy = sorted(m for m in {'pyspark', 'great_expectations', 'pandas'} if m in sys.modules);"
         "print(heavy); print(round(time.monotonic() - t, 2))"
     )
-    # This checkout's plugins, not whichever the environment's .pth file names (worktrees share one venv).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    # This checkout's package first (the environment's .pth may name another checkout).
+    pythonpath = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": pythonpath})
     assert done.returncode == 0, done.stderr[-2000:]
     heavy, seconds = done.stdout.strip().splitlines()[-2:]
     assert heavy == "[]", f"parsing {path.name} loaded {heavy}"

@@ -12,16 +12,13 @@ import pytest
 
 from movielens import localenv
 from spark_jobs.common import layout
+from tests import lakecheck
 
 pytestmark = pytest.mark.e2e
 
 DS = "2026-11-20"
 RANKING_KEYS = {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "hit_rate_at_10", "catalog_coverage"}
 METRIC_KEYS = {"rmse", "mae"} | RANKING_KEYS
-
-
-def lake_files(root) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", ".json")}
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +135,12 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert state == "failed" and "movie 99999999 is not in the models" in (tmp_path / "similar_unknown.log").read_text()
     (lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").unlink()  # not a daily output
 
-    # A rerun of the same date (files landed again) leaves the same files, bytes and counts, and the same report.
-    before = lake_files(lake)
+    # A rerun of the same date (files landed again) leaves the same files, bytes, tables and counts, and the same report.
+    before = lakecheck.snapshot(lake)
     report_before = report.read_bytes()
     state = run_dag(tmp_path, mailbox, source)
     assert state == "success", (tmp_path / "dags_test.log").read_text()[-5000:]
-    after = lake_files(lake)
-    assert sorted(after) == sorted(before)
-    data_files = [k for k in before if k.endswith(".csv")]
-    assert all(after[k] == before[k] for k in data_files)
+    assert lakecheck.differences(before, lakecheck.snapshot(lake)) == []
     assert report.read_bytes() == report_before, "the report is the same for the same data"
     summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary_again["metrics"] == summary["metrics"]

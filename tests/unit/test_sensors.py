@@ -65,3 +65,34 @@ def test_unknown_kinds_are_refused(monkeypatch):
     monkeypatch.setenv("MOVIELENS_WAIT_FOR_KINDS", "ratings,ratingz")
     with pytest.raises(ValueError, match="ratingz"):
         config.load()
+
+
+class _FakeTI:
+    """What ``unfinished_earlier_run`` uses of the running task instance: the previous Dag run."""
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def get_previous_dagrun(self):
+        return self.previous
+
+
+def _run(state: str):
+    from types import SimpleNamespace
+
+    from airflow.utils.state import DagRunState
+
+    return SimpleNamespace(run_id="backfill__2026-11-19T00:00:00+00:00", state=DagRunState(state),
+                           logical_date=dt.datetime(2026, 11, 19, tzinfo=dt.timezone.utc))
+
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_a_date_waits_while_the_previous_dates_run_is_unfinished(state):
+    assert sensors.unfinished_earlier_run(_FakeTI(_run(state))) == {
+        "run_id": "backfill__2026-11-19T00:00:00+00:00", "state": state, "ds": "2026-11-19"}
+
+
+@pytest.mark.parametrize("state", ["success", "failed"])
+def test_a_finished_previous_run_or_none_does_not_hold_a_date_up(state):
+    assert sensors.unfinished_earlier_run(_FakeTI(_run(state))) is None
+    assert sensors.unfinished_earlier_run(_FakeTI(None)) is None

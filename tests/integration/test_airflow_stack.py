@@ -1,0 +1,273 @@
+"""Airflow 3 as deployed, without Docker: ``airflow api-server``, ``scheduler`` (LocalExecutor),
+``dag-processor`` and ``triggerer`` as separate processes (``movielens.localenv.AirflowStack``, what
+``make ui`` runs) on a real PostgreSQL metadata DB, with generated data, local Spark and a real SMTP server.
+
+One stack serves the module:
+
+- ``movielens_daily`` triggered through the REST API (token, unpause, ``POST .../dagRuns`` with a conf
+  and a logical date): the run summary in the lake and the success email;
+- ``airflow backfill create`` of three dates whose files landed beforehand, with the command line's
+  default max active runs (the dates must still run in date order), then the same dates again with
+  ``--reprocess-behavior completed``: nothing in the lake changes but the per-run values;
+- the web UI in a real Chromium (Playwright): the login page, the DAG list, ``movielens_similar_movies``
+  from the trigger form, the run's success and the answer in the task log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pytest
+
+from movielens import localenv
+from movielens.notify.mailbox import Mailbox
+from spark_jobs.common import layout
+from tests import lakecheck
+from tests.servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+DAILY = "movielens_daily"
+SIMILAR = "movielens_similar_movies"
+TODAY = dt.date.today()
+DS = (TODAY - dt.timedelta(days=3)).isoformat()
+BACKFILL_DATES = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (12, 11, 10)]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclasses.dataclass
+class Deployment:
+    stack: localenv.AirflowStack
+    lake: Path
+    work: Path
+    mail: Mailbox
+
+    def summary(self, ds: str) -> dict:
+        return json.loads((self.lake / layout.REPORTS / f"ds={ds}" / layout.RUN_SUMMARY).read_text())
+
+    def explain(self, dag_id: str, run_id: str) -> str:
+        """Task states and where the logs are, for an assertion message."""
+        return f"tasks: {self.stack.task_states(dag_id, run_id)}; component logs: {self.stack.log_dir}; task logs: {self.stack.home / 'logs'}"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, postgres_server):
+    from movielens import synthetic
+
+    work = tmp_path_factory.mktemp("stack")
+    source = work / "source"
+    synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    with Mailbox(work / "mail") as mail:
+        env = localenv.airflow_env(
+            home=work / "airflow",
+            smtp_conn=mail.connection_uri_json(),
+            lake_url=(work / "lake").as_uri(),
+            api_port=free_port(),
+            extra={
+                "MOVIELENS_DIR": str(source),
+                "MOVIELENS_TUNE": "false",
+                "MOVIELENS_EMAIL_TO": "team@example.test",
+                "MOVIELENS_DEMO_USERS": "1",
+                "MOVIELENS_CACHE_DIR": str(work / "cache"),
+                "MOVIELENS_SPARK_DRIVER_MEMORY": "1g",
+                # Unpausing must not start today's scheduled run: the tests make every run themselves.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            },
+        )
+        database = postgres_server.create_database("airflow_stack")
+        stack = localenv.AirflowStack(env, log_dir=work / "logs", sql_alchemy_conn=postgres_server.sqlalchemy_url(database))
+        try:
+            stack.start()
+            stack.wait_for_dags([DAILY, SIMILAR])
+            stack.unpause(DAILY)
+            yield Deployment(stack, work / "lake", work, mail)
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="module")
+def daily_run(deployment) -> dict:
+    """``movielens_daily`` for DS through the REST API, landing MOVIELENS_DIR's files; the finished run."""
+    run = deployment.stack.trigger(DAILY, DS, conf={"ingest": "folder"})
+    return deployment.stack.wait_for_run(DAILY, run["dag_run_id"], timeout=900)
+
+
+def test_the_stack_runs_on_postgresql_and_needs_a_login(deployment):
+    stack = deployment.stack
+    health = stack.health()
+    assert {health[k]["status"] for k in ("metadatabase", "scheduler", "dag_processor", "triggerer")} == {"healthy"}
+    config = stack.airflow(["config", "get-value", "database", "sql_alchemy_conn"], capture_output=True, text=True)
+    assert config.stdout.strip().startswith("postgresql+psycopg2://"), config.stdout + config.stderr
+    with pytest.raises(localenv.AirflowError, match="HTTP 401"):
+        stack.request("GET", "/api/v2/dags", auth=False)
+    with pytest.raises(localenv.AirflowError, match="HTTP 401"):
+        stack.request("POST", "/auth/token", {"username": "admin", "password": "wrong"}, auth=False)
+    for component in localenv.COMPONENTS:
+        assert stack.log_file(component).stat().st_size > 0, component
+
+
+def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
+    run_id = daily_run["dag_run_id"]
+    assert daily_run["state"] == "success", deployment.explain(DAILY, run_id)
+    assert daily_run["run_type"] == "manual" and daily_run["logical_date"].startswith(DS)
+    assert daily_run["conf"] == {"ingest": "folder"}
+
+    summary = deployment.summary(DS)
+    assert summary["ds"] == DS and summary["run_id"] == run_id
+    assert summary["files_validated"] == 4 and summary["files_rejected"] == 0
+    assert sorted(f["file"] for f in summary["files"]) == ["links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    assert summary["compute"]["backend"] == "local"
+    assert summary["metrics"]["als_explicit"]["rmse"] > 0
+    assert summary["links"]["airflow_run"].endswith(f"/dags/{DAILY}/runs/{quote(run_id, safe='')}")
+    recs = summary["sample_recommendations"]["1"]
+    assert len(recs) == 10
+
+    success = [m for m in deployment.mail.messages() if f"{DAILY} {DS}:" in m["Subject"]]
+    assert [m["Subject"] for m in success] == [f"[movielens] {DAILY} {DS}: 4 files validated, 0 rejected"]
+    body = success[0].get_body(preferencelist=("html", "plain")).get_content()
+    assert "team@example.test" in success[0]["To"] and recs[0]["title"] in body
+
+
+def land(deployment: Deployment, ds: str, seed: int) -> dict[str, str]:
+    """A day's files straight into landing/ds=D/ (files arriving on their own); their SHA-256 by name."""
+    from movielens import synthetic
+
+    source = deployment.work / f"source-{ds}"
+    synthetic.generate_size(source, "tiny", seed=seed, end=dt.date.fromisoformat(ds))
+    landing = deployment.lake / layout.LANDING / f"ds={ds}"
+    landing.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for path in sorted(source.glob("*.csv")):
+        name = f"ratings_{ds}.csv" if path.name == "ratings.csv" else path.name
+        shutil.copyfile(path, landing / name)
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def backfill_runs(stack: localenv.AirflowStack) -> dict[str, dict]:
+    runs = [r for r in stack.dag_runs(DAILY) if r["logical_date"][:10] in BACKFILL_DATES]
+    return {r["logical_date"][:10]: r for r in runs}
+
+
+def when(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp)
+
+
+def task_instance(stack: localenv.AirflowStack, run_id: str, task_id: str) -> dict:
+    return stack.request("GET", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}")
+
+
+def test_backfill_processes_each_dates_files_in_order_and_reprocessing_changes_nothing(deployment):
+    stack, lake = deployment.stack, deployment.lake
+    landed = {ds: land(deployment, ds, seed=100 + i) for i, ds in enumerate(BACKFILL_DATES)}
+
+    # The command line's default max active runs (10): all three dates start at once, and each waits
+    # for the date before it (wait_for_earlier_runs) before reading the history.
+    backfill = stack.backfill(DAILY, BACKFILL_DATES[0], BACKFILL_DATES[-1])
+    stack.wait_for_backfill(backfill["id"], timeout=2400)
+    runs = backfill_runs(stack)
+    assert sorted(runs) == BACKFILL_DATES
+    for ds, run in runs.items():
+        assert run["run_type"] == "backfill" and run["state"] == "success", (ds, deployment.explain(DAILY, run["dag_run_id"]))
+    for earlier, later in zip(BACKFILL_DATES, BACKFILL_DATES[1:]):
+        routing = task_instance(stack, runs[later]["dag_run_id"], "find_landed_movies_files")
+        assert when(routing["start_date"]) >= when(runs[earlier]["end_date"]), f"{later} read the history before {earlier} finished"
+
+    for ds in BACKFILL_DATES:
+        summary = deployment.summary(ds)
+        assert summary["ds"] == ds and summary["run_id"] == runs[ds]["dag_run_id"]
+        assert {f["file"]: f["sha256"] for f in summary["files"]} == landed[ds], "its own files, as landed"
+        assert all(f["zone"] == "validated" for f in summary["files"])
+        validated = lake / layout.VALIDATED / f"ds={ds}"
+        assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in validated.iterdir()} == landed[ds]
+        assert not any((lake / layout.LANDING / f"ds={ds}").iterdir())
+        # History: the date's silver ratings hold its own and the earlier dates' ratings, none later.
+        assert summary["row_counts"]["silver"]["ratings"] > 0
+    counts = [deployment.summary(ds)["row_counts"]["silver"]["ratings"] for ds in BACKFILL_DATES]
+    assert counts == sorted(counts), f"silver grows with the history: {counts}"
+    subjects = [m["Subject"] for m in deployment.mail.messages()]
+    for ds in BACKFILL_DATES:
+        assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 1, subjects
+
+    # Again, reprocessing the completed runs (one at a time): every date runs again, nothing changes.
+    before = lakecheck.snapshot(lake)
+    again = stack.backfill(DAILY, BACKFILL_DATES[0], BACKFILL_DATES[-1], reprocess="completed", max_active_runs=1)
+    assert again["id"] != backfill["id"] and again["reprocess_behavior"] == "completed"
+    stack.wait_for_backfill(again["id"], timeout=2400)
+    reruns = backfill_runs(stack)
+    for ds in BACKFILL_DATES:
+        assert reruns[ds]["state"] == "success", (ds, deployment.explain(DAILY, reruns[ds]["dag_run_id"]))
+        assert when(reruns[ds]["end_date"]) > when(runs[ds]["end_date"]), f"{ds} was not run again"
+    assert lakecheck.differences(before, lakecheck.snapshot(lake)) == []
+    subjects = [m["Subject"] for m in deployment.mail.messages()]
+    for ds in BACKFILL_DATES:
+        assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 2, subjects
+
+
+def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployment, daily_run, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
+    assert daily_run["state"] == "success", "the similar movies come from the daily run's gold table"
+    stack = deployment.stack
+    movie = deployment.summary(DS)["sample_recommendations"]["1"][0]["movieId"]
+    base = stack.base_url
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        step = "start"
+        try:
+            step = "the UI sends a visitor to the login page"
+            page.goto(f"{base}/dags")
+            page.wait_for_url("**/auth/login**")
+            page.get_by_label("Username").fill(stack.user)
+            page.get_by_label("Password").fill(stack.password)
+            page.get_by_role("button", name="Sign in").click()
+
+            step = "the DAG list"
+            page.wait_for_url(f"{base}/dags")
+            for dag_id in (DAILY, SIMILAR):
+                expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible(timeout=30_000)
+
+            step = "the trigger form"
+            page.get_by_role("link", name=SIMILAR, exact=True).click()
+            page.wait_for_url(f"{base}/dags/{SIMILAR}**")
+            trigger = page.get_by_test_id("trigger-dag-button")
+            expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
+            trigger.click()
+            form = page.get_by_role("dialog")
+            expect(form.get_by_text(f"Unpause {SIMILAR} on trigger")).to_be_visible()
+            form.get_by_label("Movie id").fill(str(movie))
+            form.get_by_label("How many").fill("5")
+            form.get_by_test_id("trigger-dag-submit").click()
+            page.wait_for_url(f"{base}/dags/{SIMILAR}/runs/**")
+            run_id = unquote(page.url.split("/runs/", 1)[1].split("/")[0])
+
+            step = "the run succeeds, as the UI shows it"
+            run = stack.wait_for_run(SIMILAR, run_id, timeout=300)
+            assert run["state"] == "success", deployment.explain(SIMILAR, run_id)
+            assert run["conf"] == {"movie_id": movie, "n": 5}
+            page.reload()
+            expect(page.get_by_text("Success").first).to_be_visible(timeout=30_000)
+
+            step = "the answer in the task log"
+            ds = run["logical_date"][:10]
+            answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
+            assert answer["model_ds"] == DS and [s["rank"] for s in answer["similar"]] == [1, 2, 3, 4, 5]
+            page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
+            expect(page.get_by_text(answer["similar"][0]["title"]).first).to_be_visible(timeout=60_000)
+        except BaseException:
+            shot = tmp_path / "ui-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"UI step failed: {step}; screenshot: {shot}; page: {page.url}")
+            raise
+        finally:
+            browser.close()
