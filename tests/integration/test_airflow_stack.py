@@ -5,7 +5,8 @@
 One stack serves the module:
 
 - ``movielens_daily`` triggered through the REST API (token, unpause, ``POST .../dagRuns`` with a conf
-  and a logical date): the run summary in the lake and the success email;
+  and a logical date): the run summary in the lake, the success email, and the recommendations published
+  to the serving database (a second database of the same PostgreSQL);
 - ``airflow backfill create`` of three dates whose files landed beforehand, with the command line's
   default max active runs (the dates must still run in date order), then the same dates again with
   ``--reprocess-behavior completed``: nothing in the lake changes but the per-run values;
@@ -21,6 +22,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, unquote
 
 import pytest
@@ -47,6 +49,7 @@ class Deployment:
     lake: Path
     work: Path
     mail: Mailbox
+    serving: Callable[[str], list[tuple]]  # SQL on the serving database
 
     def summary(self, ds: str) -> dict:
         return json.loads((self.lake / layout.REPORTS / f"ds={ds}" / layout.RUN_SUMMARY).read_text())
@@ -63,6 +66,7 @@ def deployment(tmp_path_factory, postgres_server):
     work = tmp_path_factory.mktemp("stack")
     source = work / "source"
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    serving_db = postgres_server.create_database("movielens_serving")
     with Mailbox(work / "mail") as mail:
         env = localenv.airflow_env(
             home=work / "airflow",
@@ -76,6 +80,8 @@ def deployment(tmp_path_factory, postgres_server):
                 "MOVIELENS_DEMO_USERS": "1",
                 "MOVIELENS_CACHE_DIR": str(work / "cache"),
                 "MOVIELENS_SPARK_DRIVER_MEMORY": "1g",
+                "MOVIELENS_SERVING_CONN_ID": "movielens_serving",
+                "AIRFLOW_CONN_MOVIELENS_SERVING": postgres_server.connection_json(serving_db),
                 # Unpausing must not start today's scheduled run: the tests make every run themselves.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             },
@@ -86,7 +92,7 @@ def deployment(tmp_path_factory, postgres_server):
             stack.start()
             stack.wait_for_dags([DAILY, SIMILAR])
             stack.unpause(DAILY)
-            yield Deployment(stack, work / "lake", work, mail)
+            yield Deployment(stack, work / "lake", work, mail, lambda sql: postgres_server.execute(sql, database=serving_db))
         finally:
             stack.stop()
 
@@ -127,6 +133,11 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
     assert summary["links"]["airflow_run"].endswith(f"/dags/{DAILY}/runs/{quote(run_id, safe='')}")
     recs = summary["sample_recommendations"]["1"]
     assert len(recs) == 10
+    # Published to the serving database: user 1's list as the summary shows it, with the run's date.
+    assert summary["serving"]["rows"]["recommendations"] > 0 and summary["serving"]["rows"]["similar_movies"] > 0
+    served = deployment.serving("SELECT rank, movie_id, title, ds::text FROM movielens_recommendations WHERE user_id = 1 AND rank <= 10 ORDER BY rank")
+    assert served == [(r["rank"], r["movieId"], r["title"], DS) for r in recs]
+    assert deployment.serving("SELECT count(*) FROM movielens_recommendations") == [(summary["serving"]["rows"]["recommendations"],)]
 
     success = [m for m in deployment.mail.messages() if f"{DAILY} {DS}:" in m["Subject"]]
     assert [m["Subject"] for m in success] == [f"[movielens] {DAILY} {DS}: 4 files validated, 0 rejected"]
