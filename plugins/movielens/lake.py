@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from spark_jobs.common import layout
 
 if TYPE_CHECKING:
+    import pyarrow
     from airflow.sdk import ObjectStoragePath
 
 _AZURE_NAME = re.compile(r"^[a-z0-9]{3,24}$")
@@ -282,6 +283,13 @@ class Lake:
     def table_dates(self, zone: str, table: str, upto: str) -> list[str]:
         """Dates with a partition of a bronze/silver/gold table, up to and including ``upto``."""
         return self.partition_dates(self.path(zone, table), upto)
+
+    def read_table(self, zone: str, table: str, ds: str, filters: list | None = None) -> "pyarrow.Table":
+        """One date's partition of a Parquet table, read with pyarrow (``filters`` as pyarrow takes them; no Spark)."""
+        import pyarrow.parquet as pq
+
+        folder = self.table(zone, table, ds)
+        return pq.read_table(folder.path, filesystem=folder.fs, filters=filters)
 
     def run_summaries_before(self, ds: str, limit: int) -> list[dict[str, Any]]:
         """The run summaries of the ``limit`` latest dates before ``ds`` that have one, oldest first.

@@ -139,12 +139,9 @@ def build_data_docs(ds: str) -> dict[str, Any]:
 
 
 def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> dict[str, list[dict]]:
-    import pyarrow.parquet as pq
-
-    folder = lake.table(layout.GOLD, "recommendations", ds)
-    if not folder.exists() or not user_ids:
+    if not user_ids or not lake.table(layout.GOLD, "recommendations", ds).exists():
         return {}
-    table = pq.read_table(folder.path, filesystem=folder.fs, filters=[("userId", "in", user_ids), ("rank", "<=", k)])
+    table = lake.read_table(layout.GOLD, "recommendations", ds, filters=[("userId", "in", user_ids), ("rank", "<=", k)])
     out: dict[str, list[dict]] = {}
     for row in sorted(table.to_pylist(), key=lambda r: (r["userId"], r["rank"])):
         out.setdefault(str(row["userId"]), []).append(

@@ -82,12 +82,9 @@ class ReportData:
 
 
 def read_gold(lake: Lake, table: str, ds: str) -> "pd.DataFrame | None":
-    import pyarrow.parquet as pq
-
-    folder = lake.table(layout.GOLD, table, ds)
-    if not folder.exists():
+    if not lake.table(layout.GOLD, table, ds).exists():
         return None
-    return pq.read_table(folder.path, filesystem=folder.fs).to_pandas()
+    return lake.read_table(layout.GOLD, table, ds).to_pandas()
 
 
 def load(lake: Lake, ds: str) -> ReportData:

@@ -187,16 +187,13 @@ def _latest_date(lake: Lake, product: Product, ds: str | None) -> str:
 
 
 def _from_lake(product: Product, owner_id: int, n: int, ds: str | None) -> tuple[str, str, list[dict]]:
-    import pyarrow.parquet as pq
-
     lake = Lake.from_settings(config.load())
     model_ds = _latest_date(lake, product, ds)
-    folder = lake.table(layout.GOLD, product.gold_table, model_ds)
     owner = product.columns[0][0]
-    table = pq.read_table(folder.path, filesystem=folder.fs, filters=[(owner, "=", owner_id), ("rank", "<=", n)])
+    table = lake.read_table(layout.GOLD, product.gold_table, model_ds, filters=[(owner, "=", owner_id), ("rank", "<=", n)])
     renames = {lake_col: db_col for lake_col, db_col, _ in product.columns}
     rows = sorted(({renames[k]: v for k, v in r.items() if k in renames} for r in table.to_pylist()), key=lambda r: r["rank"])
-    return model_ds, lake.uri(folder), rows
+    return model_ds, lake.uri(lake.table(layout.GOLD, product.gold_table, model_ds)), rows
 
 
 def _from_db(product: Product, owner_id: int, n: int, ds: str | None, conn_id: str | None) -> tuple[str, str, list[dict]]:

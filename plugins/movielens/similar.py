@@ -26,15 +26,13 @@ class NoSimilarMovies(AirflowFailException):
 
 def lookup(ds: str, movie_id: int, n: int = 20) -> dict[str, Any]:
     """The ``n`` movies most similar to ``movie_id`` from the latest similar-movies table with ds <= ``ds``."""
-    import pyarrow.parquet as pq
-
     lake = Lake.from_settings(config.load())
     dates = lake.table_dates(layout.GOLD, TABLE, ds)
     if not dates:
         raise NoSimilarMovies(f"no {layout.GOLD}/{TABLE} partition with ds <= {ds}: run movielens_daily first")
     model_ds = dates[-1]
     folder = lake.table(layout.GOLD, TABLE, model_ds)
-    rows = pq.read_table(folder.path, filesystem=folder.fs, filters=[("movieId", "=", movie_id)]).to_pylist()
+    rows = lake.read_table(layout.GOLD, TABLE, model_ds, filters=[("movieId", "=", movie_id)]).to_pylist()
     if not rows:
         raise NoSimilarMovies(
             f"movie {movie_id} is not in the models of ds={model_ds} (a movie needs ratings to have factors); "
