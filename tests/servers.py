@@ -28,6 +28,9 @@ from pathlib import Path
 
 import pytest
 
+# One definition of "a free port" for the product and the tests.
+from movielens.localenv import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_DIR = ROOT / "tools" / "azurite"
 AZURITE_BLOB = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
@@ -35,12 +38,6 @@ AZURITE_BLOB = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_CONSTANTS = AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob" / "utils" / "constants.js"
 
 AWS_REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import io
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from movielens import datasets
+from tests.servers import free_port
 
 LATEST_RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n"
 LATEST_MOVIES = (
@@ -85,13 +85,6 @@ def latest_zip() -> bytes:
     })  # fmt: skip
 
 
-def closed_port() -> int:
-    """A port nothing listens on: bound, read, released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
@@ -156,7 +149,7 @@ def test_checksum_mismatch_deletes_the_download(tmp_path, server, latest_zip):
 
 
 def test_unreachable_host_names_the_url_and_the_reason(tmp_path):
-    url = f"http://127.0.0.1:{closed_port()}/datasets/movielens"
+    url = f"http://127.0.0.1:{free_port()}/datasets/movielens"
     with pytest.raises(datasets.DownloadUnavailable) as caught:
         datasets.download_release("ml-latest-small", tmp_path, base_url=url, progress=False, timeout=5)
     message = str(caught.value)
@@ -385,7 +378,7 @@ def test_command_line(tmp_path, server, latest_zip, capsys):
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "out"), done.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "movielens.datasets", "download", "ml-latest-small", "--cache", str(tmp_path / "d"),
-         "--base-url", f"http://127.0.0.1:{closed_port()}", "--no-progress"],
+         "--base-url", f"http://127.0.0.1:{free_port()}", "--no-progress"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: cannot download http://127.0.0.1:")

@@ -13,6 +13,7 @@ import pytest
 
 from movielens.notify import FailureEmail, SuccessEmailOperator, failure, mail, success
 from spark_jobs.common import layout
+from tests.servers import free_port
 
 DS, PREVIOUS_DS = "2026-11-20", "2026-11-18"
 SUMMARY = {
@@ -47,12 +48,6 @@ def smtp_env(monkeypatch, port: int, timeout: int = 2, retry_limit: int = 1) -> 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(conn))
     monkeypatch.setenv("MOVIELENS_EMAIL_TO", "team@example.test")
     monkeypatch.setenv("MOVIELENS_ALERT_EMAIL_TO", "oncall@example.test")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:  # a free port with nothing listening on it
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -170,7 +165,7 @@ def test_failure_notifier_email_arrives_with_both_parts(monkeypatch, mailbox):
 
 @pytest.mark.parametrize("server", ["down", "silent"])
 def test_smtp_down_or_silent_is_logged_never_raises_and_ends_in_bounded_time(monkeypatch, caplog, server, request, lake_url):
-    port = closed_port() if server == "down" else request.getfixturevalue("silent_smtp_port")
+    port = free_port() if server == "down" else request.getfixturevalue("silent_smtp_port")
     smtp_env(monkeypatch, port, timeout=1, retry_limit=1)
     ti = SimpleNamespace(xcom_pull=lambda task_ids: SUMMARY)
     started = time.monotonic()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 from movielens.notify import incident, mail
+from tests.servers import free_port
 
 RECORD = {
     "file": "ratings_bad.csv", "kind": "ratings", "ds": "2026-11-20", "run_id": "manual__1", "zone": "rejected",
@@ -41,9 +41,6 @@ def test_the_email_arrives_with_a_text_and_an_html_part(monkeypatch, mailbox):
 
 
 def test_smtp_down_is_logged_and_never_raises(monkeypatch, caplog):
-    with socket.socket() as probe:  # a free port with nothing listening on it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _smtp_env(monkeypatch, port)
+    _smtp_env(monkeypatch, free_port())  # nothing listens on it
     assert incident.send_rejection_email(RECORD) is False
     assert "incident email for rejected file ratings_bad.csv NOT sent" in caplog.text

@@ -11,15 +11,10 @@ import argparse
 import email
 import email.policy
 import logging
-import socket
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from movielens.localenv import free_port
 
 
 class _SaveToFolder:
