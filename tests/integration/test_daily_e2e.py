@@ -12,7 +12,7 @@ import pytest
 
 from movielens import localenv
 from spark_jobs.common import layout
-from tests import lakecheck
+from tests import e2e, lakecheck
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +33,7 @@ def source(tmp_path_factory):
 
 
 def airflow_env_for(tmp_path, mailbox, source) -> dict[str, str]:
-    return localenv.airflow_env(
-        home=tmp_path / "airflow",
-        smtp_conn=mailbox.connection_uri_json(),
-        lake_url=(tmp_path / "lake").as_uri(),
-        extra={
-            "MOVIELENS_DIR": str(source),
-            "MOVIELENS_EMAIL_TO": "team@example.test",
-            "MOVIELENS_DEMO_USERS": "1",
-            "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
-            "MOVIELENS_SPARK_DRIVER_MEMORY": "2g",
-        },
-    )
+    return e2e.airflow_env_for(tmp_path, mailbox, source, {"MOVIELENS_DEMO_USERS": "1", "MOVIELENS_SPARK_DRIVER_MEMORY": "2g"})
 
 
 def run_dag(tmp_path, mailbox, source):

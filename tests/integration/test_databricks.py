@@ -22,6 +22,7 @@ from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode, idempotency_token
 from movielens.lake import Lake
 from spark_jobs.common import layout
+from tests import e2e
 from tests.databricks_server import FakeDatabricks
 
 DS = "2026-11-20"
@@ -184,20 +185,12 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
     with FakeDatabricks(tmp_path / "databricks") as server:
         server.pending_s = 2.0
         lake = tmp_path / "lake"
-        env = localenv.airflow_env(
-            home=tmp_path / "airflow",
-            smtp_conn=mailbox.connection_uri_json(),
-            lake_url=lake.as_uri(),
-            extra={
-                "MOVIELENS_DIR": str(source),
-                "MOVIELENS_EMAIL_TO": "team@example.test",
-                "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
-                "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
-                "MOVIELENS_COMPUTE": "local",  # the run's `compute` param moves it to Databricks
-                "AIRFLOW_CONN_DATABRICKS_DEFAULT": server.connection_json(),
-                "MOVIELENS_DATABRICKS_POLL_SECONDS": "2",
-            },
-        )
+        env = e2e.airflow_env_for(tmp_path, mailbox, source, {
+            "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
+            "MOVIELENS_COMPUTE": "local",  # the run's `compute` param moves it to Databricks
+            "AIRFLOW_CONN_DATABRICKS_DEFAULT": server.connection_json(),
+            "MOVIELENS_DATABRICKS_POLL_SECONDS": "2",
+        })
         localenv.migrate(env)
         log_file = tmp_path / "dags_test.log"
         state = localenv.dags_test(DAG_ID, DS, env, conf={"ingest": "folder", "compute": "databricks"}, log_file=log_file)

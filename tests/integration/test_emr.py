@@ -29,6 +29,7 @@ from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode
 from movielens.lake import Lake
 from spark_jobs.common import layout
+from tests import e2e
 
 DS = "2026-11-20"
 
@@ -202,21 +203,13 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
     bucket = moto_server.create_bucket()
     lake = tmp_path / "lake"
-    env = localenv.airflow_env(
-        home=tmp_path / "airflow",
-        smtp_conn=mailbox.connection_uri_json(),
-        lake_url=lake.as_uri(),
-        extra={
-            "MOVIELENS_DIR": str(source),
-            "MOVIELENS_EMAIL_TO": "team@example.test",
-            "MOVIELENS_CACHE_DIR": str(tmp_path / "cache"),
-            "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
-            "MOVIELENS_COMPUTE": "emr",
-            "MOVIELENS_EMR_CODE_URL": f"s3://{bucket}/code",
-            "MOVIELENS_EMR_POLL_SECONDS": "2",
-            "AIRFLOW_CONN_AWS_DEFAULT": moto_server.connection_json(),
-        },
-    )
+    env = e2e.airflow_env_for(tmp_path, mailbox, source, {
+        "MOVIELENS_TUNE": "false",  # the backend is under test here; tuning is tested with local Spark
+        "MOVIELENS_COMPUTE": "emr",
+        "MOVIELENS_EMR_CODE_URL": f"s3://{bucket}/code",
+        "MOVIELENS_EMR_POLL_SECONDS": "2",
+        "AIRFLOW_CONN_AWS_DEFAULT": moto_server.connection_json(),
+    })
     env.pop("MOVIELENS_EMR_CLUSTER_ID", None)
     cluster_player = EmrCluster(moto_server, tmp_path)
     cluster_player.start()
