@@ -151,6 +151,8 @@ def run_family(name, grid, validation: Problem, test: Problem):
     scored = []
     for params, model in grid:
         scored.append((params, validation.metrics(model(validation)), test.metrics(model(test))))
+        print(f"    {name} {params}: validation NDCG@10 {scored[-1][1]['ndcg_at_10']:.4f}, "
+              f"test NDCG@10 {scored[-1][2]['ndcg_at_10']:.4f}, P@10 {scored[-1][2]['precision_at_10']:.4f}", flush=True)
     chosen = max(scored, key=lambda s: (s[1]["ndcg_at_10"], s[1]["precision_at_10"]))
     best = max(scored, key=lambda s: s[2]["ndcg_at_10"])
     return {"family": name, "chosen": chosen[0], "validation_ndcg": chosen[1]["ndcg_at_10"], "test": chosen[2],
