@@ -55,6 +55,10 @@ TUNE, REUSE, OFF = "tune", "reuse", "off"
 class TuningReuseError(ValueError):
     """The parameters of the tuning run to reuse cannot be read or are not values the Spark job accepts."""
 
+    def __init__(self, message: str):
+        super().__init__(f"{message}. Fix or remove that file, or run this date with the tune param 'on' "
+                         "(tunes afresh, reads no earlier run)")
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -139,7 +139,8 @@ def test_a_tuning_run_with_values_the_job_refuses_fails_clearly(lake, change, me
     with pytest.raises(tuning.TuningReuseError) as caught:
         decide(lake)
     assert message in str(caught.value) and lake.uri(path) in str(caught.value)
-    # The way out the message's run can take: tune in this run, reading nothing.
+    assert "run this date with the tune param 'on'" in str(caught.value)
+    # That way out: tune in this run, reading nothing.
     assert decide(lake, {"tune": "on"}).action == tuning.TUNE
 
 
