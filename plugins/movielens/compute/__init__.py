@@ -2,7 +2,8 @@
 
 ``local`` (the default) runs ``spark-submit`` on this machine; ``databricks``, ``emr`` and
 ``emr-serverless`` run it on a cluster. The choice is ``MOVIELENS_COMPUTE`` or the run's ``compute``
-param. Every backend passes the job :func:`job_arguments` of ``config.load(<the run's params>)``.
+param. Every backend passes the job :func:`job_arguments` of ``config.load(<the run's params>)``, for a
+job that trains through ``movielens.tuning.settings_for_run`` (which adds the tuned parameters to reuse).
 """
 
 from __future__ import annotations
