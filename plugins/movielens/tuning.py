@@ -84,20 +84,27 @@ def job_tuning_inputs(settings: config.Settings, ds: str) -> dict[str, Any]:
     return {key: parsed[key] for key in TUNING_INPUTS}
 
 
-def reusable_params(record: Mapping[str, Any], ds: str, where: str) -> dict[str, Any]:
-    """The ``--reuse-params`` value of a tuning run's ``params.json`` (``record``, of date ``ds``, at ``where``).
+def missing_params(record: Mapping[str, Any]) -> list[str]:
+    """The parameters of :data:`REUSABLE_PARAMS` a ``params.json`` does not record (``model.param``): one
+    written before a parameter existed cannot be reused, and the run tunes."""
+    missing = []
+    for model, names in REUSABLE_PARAMS.items():
+        params = ((record.get("models") or {}).get(model) or {}).get("params")
+        params = params if isinstance(params, Mapping) else {}
+        missing += [f"{model}.{name}" for name in names if name not in params]
+    return missing
 
-    Raises :class:`TuningReuseError` naming the file and the value when a parameter is missing or is not a
-    value the Spark job accepts.
+
+def reusable_params(record: Mapping[str, Any], ds: str, where: str) -> dict[str, Any]:
+    """The ``--reuse-params`` value of a tuning run's ``params.json`` (``record``, of date ``ds``, at ``where``)
+    that records every parameter (:func:`missing_params` is empty).
+
+    Raises :class:`TuningReuseError` naming the file and the value when a value is not one the Spark job
+    accepts (a wrong type, out of bounds).
     """
     reuse: dict[str, Any] = {"ds": ds}
     for model, names in REUSABLE_PARAMS.items():
-        params = ((record.get("models") or {}).get(model) or {}).get("params")
-        if not isinstance(params, Mapping):
-            raise TuningReuseError(f"{where}: no parameters of {model} under models.{model}.params")
-        missing = sorted(set(names) - set(params))
-        if missing:
-            raise TuningReuseError(f"{where}: models.{model}.params has no {', '.join(missing)}")
+        params = record["models"][model]["params"]
         reuse[model] = {name: params[name] for name in names}
     try:
         return check_reuse_params(reuse)
@@ -142,6 +149,10 @@ def decide(lake: Lake, settings: config.Settings, ds: str) -> Decision:
         differences = _differences(record.get("settings") or {}, wanted)
         if differences:
             passed_over.append(f"ds={date}: tuned with other settings: {', '.join(differences)}")
+            continue
+        missing = missing_params(record)
+        if missing:
+            passed_over.append(f"ds={date}: its params.json records no {', '.join(missing)} (an older layout)")
             continue
         reuse = reusable_params(record, date, where)
         return Decision(REUSE, f"reusing the parameters tuned on ds={date} (tuning every {days} days; "
