@@ -1,12 +1,16 @@
 """The daily run end to end on a MovieLens folder: wall time per stage, peak memory, every model's metrics.
 
-    .venv/bin/python bench/daily_run.py [--dir DIR] [--ds 2026-11-20] [--runs 2]
+    .venv/bin/python bench/daily_run.py [--dir DIR] [--ds 2026-11-20] [--runs 2] [--next-days 1]
 
 Runs `python -m movielens.cli demo` (the same as `make demo`) on a fresh lake and Airflow home under
 var/bench/, and prints total wall time, the dags-test time, per-stage times from the run summary
 (validation + routing per file, Spark start, bronze, silver, gold, train and its steps, similar), the
 peak resident memory of the whole process tree (Airflow, the Spark JVM, Python workers), and a table of
 every metric of every model next to the public reference figures for MovieLens 100k.
+
+``--next-days K`` then runs the K following dates on the same lake (the same files land again for each),
+as the daily schedule would: with the default ``MOVIELENS_TUNE_EVERY_DAYS`` they reuse the parameters the
+first date's tuning chose instead of tuning (each run prints where its parameters came from).
 
 The default folder is ../shared/movielens/ml-latest-small (quality and per-stage times). For the scale
 benchmark, generate an ML-25M-shaped folder first and point --dir at it:
@@ -18,6 +22,7 @@ benchmark, generate an ML-25M-shaped folder first and point --dir at it:
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -75,13 +80,17 @@ def main() -> None:
     parser.add_argument("--dir", default=str(ROOT.parent / "shared" / "movielens" / "ml-latest-small"))
     parser.add_argument("--ds", default="2026-11-20")
     parser.add_argument("--runs", type=int, default=2, help="the first run is on an empty lake, later ones are reruns")
+    parser.add_argument("--next-days", type=int, default=0,
+                        help="then run this many following dates on the same lake (they reuse the tuned parameters)")
     args = parser.parse_args()
     work = ROOT / "var" / "bench"
     shutil.rmtree(work, ignore_errors=True)
     env = dict(os.environ, MOVIELENS_DIR=args.dir, MOVIELENS_LAKE_URL=(work / "lake").as_uri())
-    for run in range(1, args.runs + 1):
+    first = dt.date.fromisoformat(args.ds)
+    dates = [args.ds] * args.runs + [(first + dt.timedelta(days=n)).isoformat() for n in range(1, args.next_days + 1)]
+    for run, ds in enumerate(dates, start=1):
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "movielens.cli", "demo", "--ds", args.ds], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "movielens.cli", "demo", "--ds", ds], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         peak = 0
         out_chunks: list[str] = []
@@ -97,11 +106,12 @@ def main() -> None:
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:])
             raise SystemExit(f"run {run} failed")
-        summary = json.loads((work / "lake" / "reports" / f"ds={args.ds}" / "run_summary.json").read_text())
+        summary = json.loads((work / "lake" / "reports" / f"ds={ds}" / "run_summary.json").read_text())
         per_file = {f: round(sum(t.values()), 2) for f, t in summary["timings_s"]["validate_and_route"].items()}
         wall_line = next((l for l in done.stdout.splitlines() if l.startswith("Wall time")), "")
-        spark_report = json.loads((work / "lake" / "reports" / f"ds={args.ds}" / "spark_job.json").read_text())
-        print(f"run {run}: total wall {wall:.1f} s, peak memory {peak / 2**30:.2f} GiB | {wall_line}")
+        spark_report = json.loads((work / "lake" / "reports" / f"ds={ds}" / "spark_job.json").read_text())
+        print(f"run {run} (ds={ds}): total wall {wall:.1f} s, peak memory {peak / 2**30:.2f} GiB | {wall_line}")
+        print(f"  model parameters: {summary.get('tuning', {}).get('status')}")
         print(f"  validate+route per file (s): {per_file}")
         print(f"  spark (s): {summary['timings_s']['spark']}")
         print(f"  train steps (s): {spark_report.get('train_timings_s')}")

@@ -18,12 +18,17 @@ A run without a logical date fails at once. Command line:
   synthetic). In production files arrive on their own.
 - **compute** (default `default` = `MOVIELENS_COMPUTE`): where Spark runs for this run only: `local`,
   `databricks`, `emr`, `emr-serverless`.
-- **Model settings for this run**: `tune`, `tune_max_users`, `als_rank`, `als_reg_param`,
+- **Model settings for this run**: `tune`, `tune_every_days`, `tune_max_users`, `als_rank`, `als_reg_param`,
   `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items`, `refit`. Left empty (numbers) or at
   `default` (choices), each follows its `MOVIELENS_*` variable; a value overrides it for this run
   only, on every backend. A value outside the bounds shown is refused when the run is created. The
   Spark job records what it ran with in `models/ds=D/params.json` and the run summary (`settings`,
   and `param_overrides` for what the form changed).
+- **Tuning on a schedule**: with tuning on, a run tunes only when no run of the previous
+  `tune_every_days` - 1 days (`MOVIELENS_TUNE_EVERY_DAYS`, default 7) tuned with the same tuning settings;
+  otherwise its Spark job fits both models with the parameters that run chose (and still evaluates them
+  all). `tune` = `on` tunes in this run whatever the schedule; `off` uses the configured values. The
+  run summary's `tuning` says `tuned`, `reused from ds=D` or `off`.
 
 #### Tasks
 1. **land_files**: the `ingest` param (above).
@@ -53,8 +58,9 @@ A run without a logical date fails at once. Command line:
    - emr-serverless: **emr_serverless_upload_jobs** -> **spark_daily_emr_serverless** (deferrable).
 
    Spark builds bronze, silver and gold tables from validated files (history <= D), trains the rating
-   model (biases + ALS) and the top-N model (EASE + implicit ALS), evaluates them on a held-out split,
-   and writes recommendations, similar movies and `models/ds=D/`.
+   model (biases + ALS) and the top-N model (EASE + implicit ALS), tuned in this run or with the
+   parameters of the last tuning run (above; the backend's task logs which and why), evaluates them on a
+   held-out split, and writes recommendations, similar movies and `models/ds=D/`.
 8. **build_report**: `reports/ds=D/report.html`, one self-contained page of plots and tables from the gold
    tables (ratings, top movies, metrics against the baseline, the tuning grids, recent runs).
 9. **publish_serving**: upserts the day's recommendations and similar movies into PostgreSQL (connection

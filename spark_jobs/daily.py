@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stages {unknown}; choose from {STAGES}")
+    try:
+        train.check_params(args)
+    except ValueError as err:
+        parser.error(str(err))
 
     started = time.monotonic()
     spark = session.get_session(f"movielens-daily-{args.ds}")

@@ -14,6 +14,11 @@ the evaluated ones) and give the product: ``gold/recommendations`` (the top-N mo
 titles) and the model artifacts in ``models/ds=D/`` (the rating model's item factors give similar movies).
 Also ``gold/model_metrics`` and ``gold/model_tuning`` (every trial of the tuning grids).
 
+Tuning (``--tune``) is skipped when the job is given ``--reuse-params``: the parameters a tuning run of an
+earlier date chose (the Airflow side decides, ``movielens.tuning``). Both models are then fitted with exactly
+those values and evaluated as usual; ``gold/model_tuning`` is empty for the date and ``params.json`` says
+``protocol.tuning = "reused from ds=D"`` (``"tuned"`` when this run tuned, ``"off"`` with ``--no-tune``).
+
 Uses pyspark (and numpy/pandas, which pyspark's ML and pandas functions need) only.
 """
 
@@ -32,7 +37,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, session
-from spark_jobs.common.args import job_settings
+from spark_jobs.common.args import REUSED_FROM, TUNED, TUNING_OFF, job_settings
 
 RATING_MODEL = "als_explicit"
 TOP_N_MODEL = "ease_ials"
@@ -120,7 +125,24 @@ def tuning_rows(model: str, trials: list[dict]) -> list[tuple]:
     return rows
 
 
+def check_params(params) -> None:
+    """Refuse argument combinations the job cannot honour, before any work is done."""
+    if params.reuse_params and not params.tune:
+        raise ValueError("--reuse-params replaces tuning; with --no-tune the configured values are used: give one or the other")
+
+
+def tuning_status(params) -> str:
+    """``protocol.tuning`` of the run: tuned, reused from ds=D, or off."""
+    if not params.tune:
+        return TUNING_OFF
+    return REUSED_FROM.format(ds=params.reuse_params["ds"]) if params.reuse_params else TUNED
+
+
 def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
+    check_params(params)
+    # Tune only when tuning is on and no earlier run's choice is handed over.
+    reuse = params.reuse_params if params.tune else None
+    tune = params.tune and not reuse
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -146,7 +168,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
 
     tuning: list[tuple] = []
     chosen_rating = rating_params(params)
-    if params.tune:
+    if reuse:
+        chosen_rating = dict(reuse[RATING_MODEL])
+    elif tune:
         chosen_rating, trials = rating_model.tune(train, params.seed, params.validation_fraction,
                                                   params.tune_max_users, params.max_iter)
         tuning += tuning_rows(RATING_MODEL, trials)
@@ -159,7 +183,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     lap("rating_eval")
 
     chosen_top_n = top_n_params(params)
-    if params.tune:
+    if reuse:
+        chosen_top_n = dict(reuse[TOP_N_MODEL])
+    elif tune:
         chosen_top_n, trials = top_n_model.tune(train, chosen_top_n, params.seed, params.validation_fraction,
                                                 params.tune_max_users, k)
         tuning += tuning_rows(TOP_N_MODEL, trials)
@@ -213,14 +239,17 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
         "k": k,
         "relevance": "every held-out rating of a user is relevant (binary)",
         "exclude_train_items": True,
-        "tuning": (f"validation split of the training part (fraction {params.validation_fraction}, seed "
-                   f"{params.seed + 1}), at most {params.tune_max_users} users" if params.tune else "off"),
+        "tuning": tuning_status(params),
+        # The date whose tuning chose the parameters (this one, an earlier one, or none: configured values).
+        "params_tuned_on": ds if tune else reuse["ds"] if reuse else None,
+        "tuning_split": (f"validation split of the training part (fraction {params.validation_fraction}, seed "
+                         f"{params.seed + 1}), at most {params.tune_max_users} users" if tune else None),
         "refit_on_all_ratings": {"none": [], "top-n": [TOP_N_MODEL], "all": [TOP_N_MODEL, RATING_MODEL]}[params.refit],
         "train_rows": counts["train_rows"],
         "test_rows": counts["test_rows"],
     }
     # The settings the job was given (a run's trigger-form overrides included) beside what tuning chose.
-    session.write_json(spark, layout.join(model_dir, "params.json"),
+    session.write_json(spark, layout.join(model_dir, layout.MODEL_PARAMS),
                        {"models": models, "protocol": protocol, "settings": job_settings(params)})
     for frame in (ratings, train, test, train_seen, test_users):
         frame.unpersist()
@@ -233,7 +262,12 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
 def main(argv: list[str] | None = None) -> None:
     from spark_jobs.common.args import add_model_args, base_parser
 
-    args = add_model_args(base_parser(__doc__.splitlines()[0])).parse_args(argv)
+    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    try:
+        check_params(args)
+    except ValueError as err:
+        parser.error(str(err))
     spark = session.get_session("movielens-train")
     print(run(spark, args.lake_root, args.ds, args))
     spark.stop()

@@ -93,6 +93,9 @@ class Settings:
     als_max_iter: int
     # Tune both models on a validation split (else the values here are used as they are).
     tune: bool
+    # With tuning on: tune when no run of the last N - 1 days tuned with the same settings, else reuse the
+    # parameters that run chose (movielens.tuning). 1: tune in every run.
+    tune_every_days: int
     tune_max_users: int
     ease_reg: float
     ials_weight: float
@@ -112,6 +115,9 @@ class Settings:
     airflow_base_url: str = "http://localhost:8080"
     # Serving: the postgres connection each run's outputs are published to (none: not published).
     serving_conn_id: str | None = None
+    # Never from the environment: the parameters an earlier run's tuning chose, which this run's Spark job
+    # fits with instead of tuning (``--reuse-params``); set by ``movielens.tuning.settings_for_run``.
+    reuse_params: Mapping[str, Any] | None = None
 
     def validate(self) -> "Settings":
         if self.ingest not in INGEST_MODES:
@@ -125,6 +131,8 @@ class Settings:
             raise ValueError(f"MOVIELENS_WAIT_FOR_KINDS: unknown kinds {unknown}; choose from {FILE_KINDS}")
         if self.refit not in REFIT_CHOICES:
             raise ValueError(f"MOVIELENS_REFIT must be one of {REFIT_CHOICES}, got {self.refit!r}")
+        if self.tune_every_days < 1:
+            raise ValueError(f"MOVIELENS_TUNE_EVERY_DAYS must be at least 1 (1: tune in every run), got {self.tune_every_days}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"MOVIELENS_TEST_FRACTION must be between 0 and 1, got {self.test_fraction}")
         return self
@@ -176,6 +184,7 @@ def _load_env() -> Settings:
         als_reg_param=_env_float("MOVIELENS_ALS_REG_PARAM", 0.15),
         als_max_iter=_env_int("MOVIELENS_ALS_MAX_ITER", 10),
         tune=_env_bool("MOVIELENS_TUNE", True),
+        tune_every_days=_env_int("MOVIELENS_TUNE_EVERY_DAYS", 7),
         tune_max_users=_env_int("MOVIELENS_TUNE_MAX_USERS", 10_000),
         ease_reg=_env_float("MOVIELENS_EASE_REG", 400.0),
         ials_weight=_env_float("MOVIELENS_IALS_WEIGHT", 1.0),
@@ -212,6 +221,8 @@ class RunSetting:
     maximum: float | None = None
     # A choice: the form's values -> the setting's values.
     choices: Mapping[str, Any] = field(default_factory=dict)
+    # A choice's value -> other settings it sets too, whatever the run's params say about those.
+    implies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 # A choice param's value meaning "follow the environment" (as for the `compute` param).
@@ -219,10 +230,19 @@ FOLLOW_ENV = "default"
 
 RUN_SETTINGS = (
     RunSetting("tune", "MOVIELENS_TUNE", "string", "Tune the models",
-               "on: tune both models on a validation split of the training part (ALS rank and regParam, EASE "
-               "regularisation and the iALS weight are chosen by the grids); off: use the values below as given.",
+               "on: tune both models in this run, whatever the schedule below, on a validation split of the "
+               "training part (ALS rank and regParam, EASE regularisation and the iALS weight are chosen by the "
+               "grids); off: use the values below as given. With the default and MOVIELENS_TUNE=true, a run tunes "
+               "on the schedule of 'Tune every N days' and reuses the parameters of the last tuning run otherwise.",
                # Not a boolean: the form renders one as an on/off switch, which cannot say "follow the environment".
-               choices={"on": True, "off": False}),
+               choices={"on": True, "off": False},
+               # "on" means tune now: the schedule's window shrinks to this run alone.
+               implies={"on": {"tune_every_days": 1}}),
+    RunSetting("tune_every_days", "MOVIELENS_TUNE_EVERY_DAYS", "integer", "Tune every N days",
+               "With tuning on, a run reuses the parameters chosen by the latest run of the previous N - 1 days that "
+               "tuned with the same protocol and tuning settings (seed, test fraction, k, tuning sample, ALS "
+               "iterations, movies covered), and tunes when there is none; 1 tunes in every run. Ignored when "
+               "tune is on (it tunes) or off.", 1, 365),
     RunSetting("tune_max_users", "MOVIELENS_TUNE_MAX_USERS", "integer", "Tuning sample (users)",
                "Tune on a hash sample of at most this many users (faster on big data).", 100, 10_000_000),
     RunSetting("als_rank", "MOVIELENS_ALS_RANK", "integer", "Rating model: ALS rank",
@@ -266,6 +286,10 @@ def run_overrides(run_params: Mapping[str, Any] | None) -> dict[str, Any]:
         if not spec.minimum <= value <= spec.maximum:
             raise ValueError(f"param {spec.name} must be between {spec.minimum} and {spec.maximum}, got {value!r}")
         overrides[spec.name] = int(value) if spec.type == "integer" else float(value)
+    for spec in RUN_SETTINGS:
+        value = (run_params or {}).get(spec.name)
+        if spec.implies and value in spec.implies:
+            overrides.update(spec.implies[value])
     return overrides
 
 

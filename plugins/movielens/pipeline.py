@@ -160,7 +160,9 @@ def build_run_summary(
     ``compute``: where Spark ran (``backend``) and, from a cluster backend, its run's ids and page URL.
     ``serving``: what ``serving.publish`` returned, or None when nothing was published.
     ``run_params``: the run's params; the model settings they override are recorded as
-    ``param_overrides``, and ``settings`` are those the Spark job says it ran with.
+    ``param_overrides``, and ``settings`` are those the Spark job says it ran with. ``tuning`` says where
+    the models' parameters came from, as the Spark job recorded it (``protocol.tuning``: ``tuned``,
+    ``reused from ds=D`` or ``off``; ``params_tuned_on``: D), and the run's ``tune_every_days``.
     """
     from movielens.validation import record_page
 
@@ -190,6 +192,7 @@ def build_run_summary(
         for r in records
     ]
     models = spark.get("models", {})
+    protocol = spark.get("protocol", {})
     summary = {
         "ds": ds,
         "dag_id": dag_id,
@@ -212,7 +215,12 @@ def build_run_summary(
         "settings": spark.get("settings", {}),
         "models": models,
         "metrics": {name: model.get("metrics", {}) for name, model in models.items()},
-        "protocol": spark.get("protocol", {}),
+        "protocol": protocol,
+        "tuning": {
+            "status": protocol.get("tuning"),
+            "params_tuned_on": protocol.get("params_tuned_on"),
+            "tune_every_days": config.load(run_params).tune_every_days,
+        } if protocol else {},
         "outputs": {
             **spark.get("outputs", {}),
             "run_summary": lake.uri(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),

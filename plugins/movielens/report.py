@@ -5,7 +5,8 @@ so ``file://``, ``s3://`` and ``abfs://`` lakes work alike):
 
 - model metrics against the popularity baseline (``gold/model_metrics``);
 - metrics over recent runs (the run summaries of earlier dates, then this run's ``gold/model_metrics``);
-- every trial of the tuning grids (``gold/model_tuning``);
+- every trial of the tuning grids (``gold/model_tuning``); when the run reused the parameters tuned on an
+  earlier date D (``protocol.tuning`` of ``reports/ds=D/spark_job.json``), the trials of D that chose them;
 - the rating distribution and ratings per year (``gold/rating_distribution``, ``gold/ratings_by_year``);
 - top movies overall and per genre (``gold/popular_movies``, ranked by Bayesian average).
 
@@ -79,6 +80,10 @@ class ReportData:
     tables: dict[str, "pd.DataFrame | None"]  # gold table -> its ds partition, None when absent
     sources: dict[str, str]  # gold table -> URL of its partition
     earlier_runs: list[dict[str, Any]] = field(default_factory=list)  # run summaries before ds, oldest first
+    # Where the models' parameters came from (the Spark job's protocol.tuning): "tuned", "reused from ds=D",
+    # "off", or None when the job wrote no report; and D, whose trials the tuning section shows, if reused.
+    tuning: str | None = None
+    reused_from: str | None = None
 
 
 def read_gold(lake: Lake, table: str, ds: str) -> "pd.DataFrame | None":
@@ -87,13 +92,26 @@ def read_gold(lake: Lake, table: str, ds: str) -> "pd.DataFrame | None":
     return lake.read_table(layout.GOLD, table, ds).to_pandas()
 
 
+def tuning_origin(lake: Lake, ds: str) -> tuple[str | None, str | None]:
+    """(``protocol.tuning``, the date it reused parameters from or None) of the Spark job of ``ds``."""
+    path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
+    protocol = lake.read_json(path).get("protocol", {}) if path.exists() else {}
+    status, tuned_on = protocol.get("tuning"), protocol.get("params_tuned_on")
+    return status, (tuned_on if status not in (None, "tuned", "off") and tuned_on and tuned_on != ds else None)
+
+
 def load(lake: Lake, ds: str) -> ReportData:
+    tuning, reused_from = tuning_origin(lake, ds)
+    # A run that reused parameters has no trials of its own: show those of the run whose tuning chose them.
+    date_of = {table: reused_from if table == "model_tuning" and reused_from else ds for table in GOLD_TABLES}
     return ReportData(
         ds=ds,
         lake_url=lake.url,
-        tables={table: read_gold(lake, table, ds) for table in GOLD_TABLES},
-        sources={table: lake.uri(lake.table(layout.GOLD, table, ds)) for table in GOLD_TABLES},
+        tables={table: read_gold(lake, table, date_of[table]) for table in GOLD_TABLES},
+        sources={table: lake.uri(lake.table(layout.GOLD, table, date_of[table])) for table in GOLD_TABLES},
         earlier_runs=lake.run_summaries_before(ds, RECENT_RUNS),
+        tuning=tuning,
+        reused_from=reused_from,
     )
 
 
@@ -369,6 +387,7 @@ def render(data: ReportData) -> str:
     with matplotlib.rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": "none", "font.size": 9}):
         content = sections(data)
     return template.render(ds=data.ds, lake=data.lake_url, sources=data.sources, top_overall=TOP_OVERALL,
+                           tuning_status=data.tuning, reused_from=data.reused_from,
                            top_per_genre=TOP_PER_GENRE, **content)
 
 

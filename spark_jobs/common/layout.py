@@ -41,6 +41,7 @@ FILE_KINDS = ("ratings", "movies", "tags", "links")
 
 RUN_SUMMARY = "run_summary.json"
 SPARK_REPORT = "spark_job.json"
+MODEL_PARAMS = "params.json"  # models/ds=D/params.json: the models' parameters, metrics, protocol and settings
 DATA_DOCS = "data_docs"  # reports/ds=D/data_docs/index.html: GX Data Docs of the run's validations
 RUN_REPORT = "report.html"  # reports/ds=D/report.html: the run's report, one self-contained HTML file
 ROUTING_RECORDS = "files"

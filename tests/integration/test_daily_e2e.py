@@ -36,10 +36,10 @@ def airflow_env_for(tmp_path, mailbox, source) -> dict[str, str]:
     return e2e.airflow_env_for(tmp_path, mailbox, source, {"MOVIELENS_DEMO_USERS": "1", "MOVIELENS_SPARK_DRIVER_MEMORY": "2g"})
 
 
-def run_dag(tmp_path, mailbox, source):
+def run_dag(tmp_path, mailbox, source, ds: str = DS):
     env = airflow_env_for(tmp_path, mailbox, source)
     localenv.migrate(env)
-    return localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
+    return localenv.dags_test("movielens_daily", ds, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
 
 
 def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
@@ -134,6 +134,26 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary_again["metrics"] == summary["metrics"]
     assert summary_again["row_counts"] == summary["row_counts"]
+    assert summary["tuning"] == summary_again["tuning"] == {"status": "tuned", "params_tuned_on": DS, "tune_every_days": 7}
+
+    # The next date (the same files land again) reuses the parameters DS's tuning chose: its Spark job got
+    # them through spark-submit's arguments, tuned nothing, and still evaluated every model.
+    next_ds = (dt.date.fromisoformat(DS) + dt.timedelta(days=1)).isoformat()
+    state = run_dag(tmp_path, mailbox, source, next_ds)
+    assert state == "success", (tmp_path / "dags_test.log").read_text()[-5000:]
+    following = json.loads((lake / "reports" / f"ds={next_ds}" / layout.RUN_SUMMARY).read_text())
+    assert following["tuning"] == {"status": f"reused from ds={DS}", "params_tuned_on": DS, "tune_every_days": 7}
+    for model in ("als_explicit", "ease_ials"):
+        chosen = {k: v for k, v in summary["models"][model]["params"].items() if k not in ("tuning_s", "tuning_user_fraction")}
+        assert following["models"][model]["params"] == chosen, model
+    steps = json.loads((lake / "reports" / f"ds={next_ds}" / layout.SPARK_REPORT).read_text())["train_timings_s"]
+    assert "rating_fit" in steps and not {"rating_tune", "top_n_tune"} & set(steps), steps
+    assert METRIC_KEYS <= set(following["metrics"]["als_explicit"]) and RANKING_KEYS <= set(following["metrics"]["ease_ials"])
+    assert following["row_counts"]["gold"]["model_tuning"] == 0 and following["row_counts"]["gold"]["recommendations"] > 0
+    assert f"reused the parameters chosen by the tuning run of ds={DS}" in (
+        lake / "reports" / f"ds={next_ds}" / layout.RUN_REPORT).read_text(encoding="utf-8")
+    [mail] = [m for m in mailbox.messages() if next_ds in m["Subject"] and "files validated" in m["Subject"]]
+    assert f"reused from ds={DS}" in mail.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_no_valid_ratings_fails_the_run_with_a_failure_email(tmp_path, mailbox):

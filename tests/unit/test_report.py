@@ -193,6 +193,55 @@ def test_first_run_and_no_tuning_say_so(lake):
     assert "No tuning trials" in page.text["tuning"] and "tuning" not in page.images
 
 
+def write_spark_protocol(root: Path, ds: str, protocol: dict) -> None:
+    folder = root / layout.REPORTS / f"ds={ds}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / layout.SPARK_REPORT).write_text(json.dumps({"ds": ds, "protocol": protocol}))
+
+
+def empty_tuning_partition(root: Path, ds: str) -> None:
+    """gold/model_tuning of a date without trials, as Spark writes it: one part file with the schema, no rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "gold" / "model_tuning" / f"ds={ds}"
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    schema = pa.schema([("model", pa.string()), ("trial", pa.int32()), ("params", pa.string()), ("metric", pa.string()),
+                        ("value", pa.float64())])
+    pq.write_table(schema.empty_table(), folder / "part-00000.parquet")
+    (folder / "_SUCCESS").write_bytes(b"")
+
+
+def test_a_run_that_reused_parameters_shows_the_trials_that_chose_them(lake):
+    import shutil
+
+    shutil.move(lake / "gold" / "model_tuning" / f"ds={DS}", lake / "gold" / "model_tuning" / f"ds={EARLIER_DS}")
+    empty_tuning_partition(lake, DS)
+    write_spark_protocol(lake, DS, {"tuning": f"reused from ds={EARLIER_DS}", "params_tuned_on": EARLIER_DS})
+    _, html = build(lake)
+    page = Page(html)
+    assert f"it reused the parameters chosen by the tuning run of ds={EARLIER_DS}, whose trials follow" in page.text["tuning"]
+    assert f"gold/model_tuning/ds={EARLIER_DS}" in page.text["tuning"]
+    als, ease = page.tables["tuning"]
+    assert [row[1] for row in als[1:]] == ["rank=10, reg_param=0.1", "rank=10, reg_param=0.2", "rank=20, reg_param=0.2"]
+    # The tuning run's trials gone from the lake: the report still says where the parameters came from.
+    shutil.rmtree(lake / "gold" / "model_tuning" / f"ds={EARLIER_DS}")
+    page = Page(build(lake)[1])
+    assert f"tuning run of ds={EARLIER_DS}." in page.text["tuning"] and "No tuning trials for this date." in page.text["tuning"]
+
+
+def test_a_run_with_tuning_off_says_so_over_an_empty_tuning_table(lake):
+    empty_tuning_partition(lake, DS)
+    write_spark_protocol(lake, DS, {"tuning": "off", "params_tuned_on": None})
+    page = Page(build(lake)[1])
+    assert "No tuning trials for this date (tuning off" in page.text["tuning"] and "reused" not in page.text["tuning"]
+    assert "tuning" not in page.images
+
+
 def test_the_run_summary_links_the_report_once_it_exists(lake):
     from movielens import pipeline
 

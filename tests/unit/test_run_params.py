@@ -115,7 +115,8 @@ def test_bad_values_are_refused_when_the_run_is_created(dag):
     params = DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
     assert params.deep_merge(OVERRIDES).validate()["als_rank"] == 12
     for bad in ({"als_rank": 0}, {"als_rank": 2.5}, {"als_reg_param": -0.1}, {"top_n_max_items": 50_000},
-                {"tune": "maybe"}, {"tune": False}, {"refit": "everything"}, {"ials_weight": "1"}):
+                {"tune": "maybe"}, {"tune": False}, {"refit": "everything"}, {"ials_weight": "1"},
+                {"tune_every_days": 0}, {"tune_every_days": 1.5}, {"tune_every_days": 366}):
         with pytest.raises(ParamValidationError):
             params.deep_merge(bad).validate()
     # The same bounds hold for a caller outside a DAG run.
@@ -140,3 +141,42 @@ def test_the_run_summary_records_the_overrides_and_the_settings_spark_ran_with(r
     assert summary["settings"] == spark_ran_with
     saved = json.loads((lake.zone(layout.REPORTS, DS) / layout.RUN_SUMMARY).read_text())
     assert saved["param_overrides"]["als_rank"] == 12 and saved["settings"]["rank"] == 12
+
+
+def test_parameters_of_an_earlier_tuning_run_reach_every_backend(dag, monkeypatch, lake_url):
+    """A scheduled run (params at their defaults) after a tuning run of the day before: each backend hands
+    the job that run's parameters (--reuse-params), decided from the lake when the task runs."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+    from movielens.compute import emr
+    from movielens.compute.databricks import DatabricksSparkJobOperator
+    from movielens.compute.local import LocalSparkJobOperator
+    from movielens.lake import Lake
+    from tests.tuned import RATING, TOP_N, day, write_params
+
+    for name in ("MOVIELENS_TUNE", "MOVIELENS_TUNE_EVERY_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    write_params(Lake(lake_url), day(-1, DS))
+    scheduled = {name: dag.params[name] for name in dag.params}
+    submitted: list[list[str]] = []
+    monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: submitted.append(self.application_args))
+    monkeypatch.setattr(DatabricksSubmitRunOperator, "execute",
+                        lambda self, context: submitted.append(self.tasks[0]["spark_python_task"]["parameters"]))
+    monkeypatch.setattr(S3Hook, "load_bytes", lambda self, *args, **kwargs: None)
+    monkeypatch.setenv("MOVIELENS_EMR_CODE_URL", "s3://code-bucket/jobs")
+    LocalSparkJobOperator(task_id="spark_daily", job="daily.py").execute({"ds": DS, "params": scheduled})
+    DatabricksSparkJobOperator(task_id="spark_daily_databricks", python_file="/Shared/x/spark_jobs/daily.py").execute(
+        {"ds": DS, "params": scheduled, "dag": SimpleNamespace(dag_id="movielens_daily")})
+    uploaded = emr.upload_jobs(DS, "daily.py", scheduled)
+    step = uploaded["steps"][0]["HadoopJarStep"]["Args"]
+    submitted += [step[step.index("--lake-root"):], uploaded["job_driver"]["sparkSubmit"]["entryPointArguments"]]
+    assert len(submitted) == 4
+    for arguments in submitted:
+        got = spark_settings(arguments)
+        assert got["tune"] is True and got["reuse_params"] == {"ds": day(-1, DS), "als_explicit": RATING, "ease_ials": TOP_N}
+    # The form's tune "on" tunes in this run: no parameters handed over.
+    submitted.clear()
+    LocalSparkJobOperator(task_id="spark_daily", job="daily.py").execute({"ds": DS, "params": {**scheduled, "tune": "on"}})
+    assert spark_settings(submitted[0])["reuse_params"] is None and spark_settings(submitted[0])["tune"] is True

@@ -2,10 +2,13 @@
 
 ``local`` (the default) runs ``spark-submit`` on this machine; ``databricks``, ``emr`` and
 ``emr-serverless`` run it on a cluster. The choice is ``MOVIELENS_COMPUTE`` or the run's ``compute``
-param. Every backend passes the job :func:`job_arguments` of ``config.load(<the run's params>)``.
+param. Every backend passes the job :func:`job_arguments` of ``config.load(<the run's params>)``, for a
+job that trains through ``movielens.tuning.settings_for_run`` (which adds the tuned parameters to reuse).
 """
 
 from __future__ import annotations
+
+import json
 
 from spark_jobs.common import layout
 
@@ -13,7 +16,8 @@ from spark_jobs.common import layout
 def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
     """The command-line arguments of a Spark job, the same whatever runs it.
 
-    ``settings``: ``config.load(run_params)``, so a run's trigger-form overrides are in them. Never a
+    ``settings``: ``config.load(run_params)``, so a run's trigger-form overrides are in them, and for the
+    daily job ``movielens.tuning.settings_for_run``, which adds the tuned parameters to reuse. Never a
     secret here: the arguments show in ``ps``, in task logs and on a cluster's run page. The lake root is
     a URL without credentials; a cluster reaches the lake with its own identity (instance profile,
     Databricks secret scope), local Spark through staging on this machine.
@@ -35,4 +39,7 @@ def job_arguments(settings, lake_root: str, ds: str) -> list[str]:
         "--ials-weight", str(settings.ials_weight),
         "--max-items", str(settings.top_n_max_items),
         "--refit", settings.refit,
+        # Compact JSON: one argument, no spaces, whatever passes it on (spark-submit, an EMR step, Databricks).
+        *(["--reuse-params", json.dumps(settings.reuse_params, sort_keys=True, separators=(",", ":"))]
+          if settings.reuse_params else []),
     ]

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
-from movielens import config
+from movielens import config, tuning
 from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode, idempotency_token
 from movielens.lake import Lake
@@ -69,10 +69,10 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
         self.job = job
 
     def execute(self, context):
-        settings = config.load(context.get("params"))
+        ds = context["ds"]
+        settings = tuning.settings_for_run(context.get("params"), ds, self.job)
         compute = config.load_compute()
         lake = Lake.from_settings(settings)
-        ds = context["ds"]
         task: dict[str, Any] = {
             "task_key": TASK_KEY,
             "spark_python_task": {

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 
-from movielens import config
+from movielens import config, tuning
 from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode
 from movielens.lake import Lake
@@ -65,7 +65,7 @@ def upload_jobs(ds: str, job: str = "daily.py", run_params: dict | None = None) 
     """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    settings = config.load(run_params)
+    settings = tuning.settings_for_run(run_params, ds, job)
     compute = config.load_compute()
     lake = Lake.from_settings(settings)
     code = JobCode.from_dir(settings.spark_jobs_dir)

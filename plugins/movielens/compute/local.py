@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from movielens import config
+from movielens import tuning
 from movielens.compute import job_arguments
 from movielens.compute.staging import LocalStaging
 from movielens.lake import Lake
@@ -29,9 +29,9 @@ class LocalSparkJobOperator(SparkSubmitOperator):
         super().__init__(application=job, conn_id=kwargs.pop("conn_id", "spark_default"), **kwargs)
 
     def execute(self, context) -> None:
-        settings = config.load(context.get("params"))
-        lake = Lake.from_settings(settings)
         ds = context["ds"]
+        settings = tuning.settings_for_run(context.get("params"), ds, self.job)
+        lake = Lake.from_settings(settings)
         if lake.is_local:
             self._submit(context, settings, lake.spark_root(), ds)
             return

@@ -44,6 +44,20 @@ def metric_rows(current: dict[str, dict[str, float]], previous: dict[str, dict[s
     return rows
 
 
+def tuning_text(summary: dict[str, Any]) -> str | None:
+    """Where the models' parameters came from (the summary's ``tuning``), in a sentence; None if unknown."""
+    tuning = summary.get("tuning") or {}
+    status, every = tuning.get("status"), tuning.get("tune_every_days")
+    schedule = f" (tuning every {every} days)" if every and every > 1 else ""
+    if status == "tuned":
+        return "Model parameters: tuned in this run" + schedule + "."
+    if status == "off":
+        return "Model parameters: as configured (tuning off)."
+    if status:
+        return f"Model parameters: {status}, whose tuning chose them{schedule}; no tuning in this run."
+    return None
+
+
 def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_error: str | None = None) -> dict[str, Any]:
     """What the templates show. ``previous_error``: why the earlier summaries could not be read, if so."""
     return {
@@ -52,6 +66,7 @@ def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_er
                                   "run_summary": previous.get("outputs", {}).get("run_summary")},
         "previous_error": previous_error,
         "metrics": metric_rows(summary.get("metrics", {}), previous.get("metrics", {}) if previous else None),
+        "tuning": tuning_text(summary),
     }
 
 
