@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, session
-from spark_jobs.common.args import REUSED_FROM, TUNED, TUNING_OFF, job_settings
+from spark_jobs.common.args import REUSED_FROM, TUNED, TUNING_OFF, TUNING_VERSION, job_settings
 
 RATING_MODEL = "als_explicit"
 TOP_N_MODEL = "ease_ials"
@@ -240,6 +240,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
         "relevance": "every held-out rating of a user is relevant (binary)",
         "exclude_train_items": True,
         "tuning": tuning_status(params),
+        "tuning_version": TUNING_VERSION if tune else None,
         # The date whose tuning chose the parameters (this one, an earlier one, or none: configured values).
         "params_tuned_on": ds if tune else reuse["ds"] if reuse else None,
         "tuning_split": (f"validation split of the training part (fraction {params.validation_fraction}, seed "

@@ -9,7 +9,7 @@ from movielens import config
 from movielens.compute import job_arguments
 from movielens.lake import Lake
 from spark_jobs.common import layout
-from spark_jobs.common.args import add_model_args, base_parser, job_settings
+from spark_jobs.common.args import TUNING_VERSION, add_model_args, base_parser, job_settings
 
 DS = "2026-11-20"
 # Parameters a tuning run chose (not the defaults, so a test sees where a value came from).
@@ -29,7 +29,7 @@ def spark_settings(settings: config.Settings, ds: str) -> dict:
 
 
 def write_params(lake: Lake, ds: str, tuning_status: str = "tuned", rating: dict | None = None, top_n: dict | None = None,
-                 **settings_changes) -> dict:
+                 tuning_version: int | None = TUNING_VERSION, **settings_changes) -> dict:
     """``models/ds=D/params.json`` as train.py writes it, for the settings of the environment (changed by
     ``settings_changes``, Spark job setting names) and the given chosen parameters."""
     settings = {**spark_settings(config.load(), ds), **settings_changes}
@@ -40,7 +40,8 @@ def write_params(lake: Lake, ds: str, tuning_status: str = "tuned", rating: dict
             "ease_ials": {"params": {**(top_n or TOP_N), "seed": settings["seed"], **extra}, "metrics": {"ndcg_at_10": 0.3}},
             "popularity": {"params": {"score": "number of ratings in training"}, "metrics": {"ndcg_at_10": 0.2}},
         },
-        "protocol": {"tuning": tuning_status, "seed": settings["seed"], "k": settings["top_k"]},
+        "protocol": {"tuning": tuning_status, "seed": settings["seed"], "k": settings["top_k"],
+                     "tuning_version": tuning_version if tuning_status == "tuned" else None},
         "settings": settings,
     }
     lake.write_json(lake.zone(layout.MODELS, ds) / layout.MODEL_PARAMS, record)

@@ -6,8 +6,9 @@ parameters it chooses change slowly. With tuning on (``MOVIELENS_TUNE``) and ``M
 
 - reuses the parameters chosen by the latest run of a date D with ``ds - N < D < ds`` that **tuned**
   (``protocol.tuning == "tuned"`` in ``models/ds=D/params.json``; a run that itself reused is never a
-  source) with the same :data:`TUNING_INPUTS` as this run's Spark job gets (seed, split, k, the tuning
-  sample, the fixed parameters of both models' fits);
+  source) by the same tuning code (``protocol.tuning_version`` = ``TUNING_VERSION``: grids and models) and
+  with the same :data:`TUNING_INPUTS` as this run's Spark job gets (seed, split, k, the tuning sample, the
+  fixed parameters of both models' fits);
 - tunes when there is no such run. So one tuning serves at most the N - 1 dates after it, and N = 1 tunes
   in every run.
 
@@ -37,7 +38,8 @@ from typing import Any, Mapping
 from movielens import config
 from movielens.lake import Lake
 from spark_jobs.common import layout
-from spark_jobs.common.args import REUSABLE_PARAMS, TUNED, add_model_args, base_parser, check_reuse_params, job_settings
+from spark_jobs.common.args import (REUSABLE_PARAMS, TUNED, TUNING_VERSION, add_model_args, base_parser,
+                                    check_reuse_params, job_settings)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,10 @@ def decide(lake: Lake, settings: config.Settings, ds: str) -> Decision:
         status = (record.get("protocol") or {}).get("tuning") if isinstance(record, dict) else None
         if status != TUNED:
             passed_over.append(f"ds={date}: {status or 'no protocol.tuning'}")
+            continue
+        version = record["protocol"].get("tuning_version")
+        if version != TUNING_VERSION:
+            passed_over.append(f"ds={date}: tuned by tuning version {version or 'unrecorded'} (now {TUNING_VERSION})")
             continue
         differences = _differences(record.get("settings") or {}, wanted)
         if differences:

@@ -13,6 +13,10 @@ from spark_jobs.common.layout import check_ds
 TUNED = "tuned"
 REUSED_FROM = "reused from ds={ds}"
 TUNING_OFF = "off"
+#: The version of what tuning does (its grids, the models it tunes), recorded as ``protocol.tuning_version``
+#: by a run that tuned. Raise it when a grid or a tuned model changes: parameters chosen by another
+#: version are never reused (``movielens.tuning``), so the first run after the change tunes afresh.
+TUNING_VERSION = 1
 
 #: The parameters ``--reuse-params`` carries, per model (the names of ``train.RATING_MODEL`` and
 #: ``train.TOP_N_MODEL``), with the type and bounds the job accepts: (type, minimum, maximum or None).

@@ -12,7 +12,7 @@ from movielens import config, tuning
 from movielens.compute import job_arguments
 from movielens.lake import Lake
 from spark_jobs.common import layout
-from spark_jobs.common.args import REUSABLE_PARAMS, add_model_args, base_parser, job_settings
+from spark_jobs.common.args import REUSABLE_PARAMS, TUNING_VERSION, add_model_args, base_parser, job_settings
 from tests.tuned import DS, RATING, TOP_N, day, write_params
 
 
@@ -96,6 +96,19 @@ def test_settings_tuning_does_not_depend_on_do_not_prevent_reuse(lake, monkeypat
     monkeypatch.setenv("MOVIELENS_ALS_RANK", "50")
     monkeypatch.setenv("MOVIELENS_REFIT", "all")
     assert decide(lake, {"ease_reg": 10.0, "ials_weight": 3.0}).source_ds == day(-1)
+
+
+def test_runs_tuned_by_another_tuning_version_are_passed_over(lake, monkeypatch):
+    """Parameters chosen by other grids or models (``TUNING_VERSION``) are never reused."""
+    write_params(lake, day(-4))
+    write_params(lake, day(-1), tuning_version=TUNING_VERSION - 1, rating={**RATING, "rank": 20})
+    assert decide(lake).source_ds == day(-4), "the latest run tuned by this version"
+    monkeypatch.setattr(tuning, "TUNING_VERSION", TUNING_VERSION + 1)
+    decision = decide(lake)
+    assert decision.action == tuning.TUNE
+    assert f"ds={day(-4)}: tuned by tuning version {TUNING_VERSION} (now {TUNING_VERSION + 1})" in decision.reason
+    write_params(lake, day(-2), tuning_version=None)  # written before versions were recorded
+    assert "tuned by tuning version unrecorded" in decide(lake).reason
 
 
 def test_a_params_file_of_an_older_layout_is_not_a_source(lake):
