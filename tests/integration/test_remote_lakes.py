@@ -196,6 +196,23 @@ def test_validate_and_route_remote_files_as_the_dag_does(remote, tmp_path):
 
 
 # --- staging for local Spark ----------------------------------------------------------------------------
+def test_tuning_decision_reads_earlier_runs_on_the_remote_lake(remote, monkeypatch):
+    """Tuning on a schedule (movielens.tuning) finds the latest tuning run of the window in the remote lake."""
+    from movielens import config, tuning
+    from tests.tuned import RATING, day, write_params
+
+    for name in ("MOVIELENS_TUNE", "MOVIELENS_TUNE_EVERY_DAYS", "MOVIELENS_SEED", "MOVIELENS_TOP_N_MAX_ITEMS"):
+        monkeypatch.delenv(name, raising=False)
+    assert tuning.decide(remote.lake, config.load(), DS).action == tuning.TUNE
+    write_params(remote.lake, day(-3, DS), rating={**RATING, "rank": 12})
+    write_params(remote.lake, day(-1, DS), tuning_status=f"reused from ds={day(-3, DS)}")
+    write_params(remote.lake, day(1, DS))  # a later date never counts
+    decision = tuning.decide(remote.lake, config.load(), DS)
+    assert decision.action == tuning.REUSE and decision.source_ds == day(-3, DS)
+    assert decision.reuse_params["als_explicit"]["rank"] == 12
+    assert f"ds={day(-3, DS)}" in decision.reason and remote.store in decision.reason
+
+
 def put(remote: RemoteLake, rel: str, data: bytes) -> None:
     path = remote.lake.path(rel)
     path.parent.mkdir(parents=True, exist_ok=True)
