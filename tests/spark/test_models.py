@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -106,7 +107,26 @@ def test_ials_gives_the_same_factors_on_the_driver_and_in_spark(spark, monkeypat
     data.release()
 
 
-def test_ease_weights_solve_the_constrained_regression():
+@pytest.fixture(params=["scipy", "numpy"])
+def inverse_path(request, monkeypatch):
+    """EASE's inverse with SciPy's Cholesky routines, and as on a cluster whose Python has no SciPy."""
+    if request.param == "numpy":
+        monkeypatch.setitem(sys.modules, "scipy.linalg", None)  # the import fails as if not installed
+    return request.param
+
+
+def test_spd_inverse_is_the_inverse_and_symmetric(inverse_path):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(37, 37))
+    g = a @ a.T + 0.5 * np.eye(37)
+    got = top_n_model.spd_inverse(g.copy(), block_rows=5)  # blocks that do not divide 37
+    np.testing.assert_allclose(got @ g, np.eye(37), atol=1e-9)
+    np.testing.assert_allclose(got, got.T, atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError):
+        top_n_model.spd_inverse(np.diag([1.0, -1.0, 2.0]) if inverse_path == "scipy" else np.zeros((3, 3)))
+
+
+def test_ease_weights_solve_the_constrained_regression(inverse_path):
     rng = np.random.default_rng(1)
     x = (rng.random((50, 8)) < 0.4).astype(float)
     gram, reg = x.T @ x, 3.0
