@@ -219,7 +219,8 @@ def spd_inverse(g: np.ndarray, block_rows: int = 512) -> np.ndarray:
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
         block = inverse[start:stop, start:stop]
-        block[np.tril_indices(stop - start, -1)] = block.T[np.tril_indices(stop - start, -1)]
+        lower = np.tril_indices(stop - start, -1)
+        block[lower] = block.T[lower]
         inverse[stop:, start:stop] = inverse[start:stop, stop:].T
     return inverse
 

@@ -139,9 +139,9 @@ def tuning_status(params) -> str:
 
 
 def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
-    check_params(params)
+    check_params(params)  # so reuse_params come only with tuning on
     # Tune only when tuning is on and no earlier run's choice is handed over.
-    reuse = params.reuse_params if params.tune else None
+    reuse = params.reuse_params
     tune = params.tune and not reuse
     timings: dict[str, float] = {}
     clock = time.monotonic()

@@ -96,8 +96,9 @@ def tuning_origin(lake: Lake, ds: str) -> tuple[str | None, str | None]:
     """(``protocol.tuning``, the date it reused parameters from or None) of the Spark job of ``ds``."""
     path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
     protocol = lake.read_json(path).get("protocol", {}) if path.exists() else {}
-    status, tuned_on = protocol.get("tuning"), protocol.get("params_tuned_on")
-    return status, (tuned_on if status not in (None, "tuned", "off") and tuned_on and tuned_on != ds else None)
+    # params_tuned_on is ds for a run that tuned, None with tuning off, an earlier date for one that reused.
+    tuned_on = protocol.get("params_tuned_on")
+    return protocol.get("tuning"), (tuned_on if tuned_on and tuned_on != ds else None)
 
 
 def load(lake: Lake, ds: str) -> ReportData:
