@@ -116,9 +116,9 @@ def run(spark: SparkSession, lake_root: str, ds: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common.args import base_parser
+    from spark_jobs.common.spec import job_parser
 
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
     spark = session.get_session("movielens-bronze")
     print(run(spark, args.lake_root, args.ds))
     spark.stop()

@@ -1,9 +1,9 @@
-"""The daily Spark job: bronze -> silver -> gold -> train -> similar in one Spark session, with a report.
+"""The daily Spark job: bronze -> silver -> gold -> train -> similar in one Spark session.
 
 One session saves Spark's start-up (about 15 s on 2 cores) per stage; each stage is also its own entry
 point (bronze.py, silver.py, gold.py, train.py, similar.py) for reruns and clusters. Writes
-``reports/ds=D/spark_job.json``: the settings it ran with, stage timings, row counts, model metrics, the
-protocol and outputs.
+``reports/ds=D/spark_job.json``: stage timings, row counts and outputs (paths relative to the lake root).
+What the job ran with and measured is in ``models/ds=D/params.json`` (train.py).
 """
 
 from __future__ import annotations
@@ -17,48 +17,49 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 
 from spark_jobs import bronze, gold, silver, similar, train
 from spark_jobs.common import layout, session
-from spark_jobs.common.args import add_model_args, base_parser, job_settings
+from spark_jobs.common.spec import job_parser
 
 STAGES = ("bronze", "silver", "gold", "train", "similar")
 
 
+def gold_table(table: str, ds: str) -> str:
+    """A gold partition relative to the lake root."""
+    return layout.table_dir("", layout.GOLD, table, ds)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
+    parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stages {unknown}; choose from {STAGES}")
-    try:
-        train.check_params(args)
-    except ValueError as err:
-        parser.error(str(err))
+    settings = args.spec.settings
 
     started = time.monotonic()
     spark = session.get_session(f"movielens-daily-{args.ds}")
-    report: dict = {"ds": args.ds, "lake_root": args.lake_root, "stages": stages, "settings": job_settings(args),
-                    "timings_s": {}, "counts": {}}
+    report: dict = {"ds": args.ds, "stages": stages, "timings_s": {}, "counts": {}, "outputs": {}}
     report["timings_s"]["spark_start"] = round(time.monotonic() - started, 2)
     for stage in stages:
         t0 = time.monotonic()
         if stage == "bronze":
             report["counts"]["bronze"] = bronze.run(spark, args.lake_root, args.ds)
         elif stage == "silver":
-            report["counts"]["silver"] = silver.run(spark, args.lake_root, args.ds, args.liked_threshold)
+            report["counts"]["silver"] = silver.run(spark, args.lake_root, args.ds, settings["liked_threshold"])
         elif stage == "gold":
-            counts = gold.run(spark, args.lake_root, args.ds, args.popular_min_ratings, args.popular_top_n)
+            counts = gold.run(spark, args.lake_root, args.ds, settings["popular_min_ratings"], settings["popular_top_n"])
             report["counts"].setdefault("gold", {}).update(counts)
-            report.setdefault("outputs", {}).update({t: layout.table_dir(args.lake_root, layout.GOLD, t, args.ds) for t in counts})
+            report["outputs"].update({t: gold_table(t, args.ds) for t in counts})
         elif stage == "train":
-            trained = train.run(spark, args.lake_root, args.ds, args)
-            report["counts"].setdefault("gold", {}).update(trained.pop("counts"))
-            report.setdefault("outputs", {}).update(trained.pop("outputs"))
-            report.update(trained)
+            trained = train.run(spark, args.lake_root, args.ds, args.spec)
+            report["counts"].setdefault("gold", {}).update(trained["counts"])
+            report["outputs"].update(trained["outputs"])
+            report["train_timings_s"] = trained["train_timings_s"]
         else:
-            counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, args.similar_movies)
+            counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, settings["similar_per_movie"])
             report["counts"].setdefault("gold", {}).update(counts)
-            report.setdefault("outputs", {})["similar_movies"] = layout.table_dir(args.lake_root, layout.GOLD, "similar_movies", args.ds)
+            report["outputs"]["similar_movies"] = gold_table("similar_movies", args.ds)
         report["timings_s"][stage] = round(time.monotonic() - t0, 2)
     report["timings_s"]["total"] = round(time.monotonic() - started, 2)
     session.write_json(spark, layout.join(layout.zone_dir(args.lake_root, layout.REPORTS, args.ds), layout.SPARK_REPORT), report)

@@ -82,11 +82,12 @@ def run(spark: SparkSession, lake_root: str, ds: str, min_ratings: int, top_n: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common.args import add_model_args, base_parser
+    from spark_jobs.common.spec import job_parser
 
-    args = add_model_args(base_parser(__doc__.splitlines()[0])).parse_args(argv)
+    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
+    settings = args.spec.settings
     spark = session.get_session("movielens-gold")
-    print(run(spark, args.lake_root, args.ds, args.popular_min_ratings, args.popular_top_n))
+    print(run(spark, args.lake_root, args.ds, settings["popular_min_ratings"], settings["popular_top_n"]))
     spark.stop()
 
 

@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 
 from spark_jobs import evaluation
 
-DEFAULTS = {"rank": 20, "reg_param": 0.15, "max_iter": 10, "reg_user": 5.0, "reg_item": 5.0}
 BIAS_REGS = ((2.0, 2.0), (5.0, 5.0), (10.0, 10.0), (5.0, 15.0), (15.0, 5.0))
 RANKS = (10, 20)
 REG_PARAMS = (0.05, 0.1, 0.15, 0.2, 0.3)

@@ -119,11 +119,11 @@ def run(spark: SparkSession, lake_root: str, ds: str, liked_threshold: float) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common.args import add_model_args, base_parser
+    from spark_jobs.common.spec import job_parser
 
-    args = add_model_args(base_parser(__doc__.splitlines()[0])).parse_args(argv)
+    args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
     spark = session.get_session("movielens-silver")
-    print(run(spark, args.lake_root, args.ds, args.liked_threshold))
+    print(run(spark, args.lake_root, args.ds, args.spec.settings["liked_threshold"]))
     spark.stop()
 
 

@@ -92,13 +92,14 @@ def run(spark: SparkSession, lake_root: str, ds: str, model_name: str, n: int) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common.args import add_model_args, base_parser
+    from spark_jobs.common import spec
 
-    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
-    parser.add_argument("--model", default="als_implicit", help="model folder under models/ds=D/")
+    parser = spec.job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", default=spec.RATING_MODEL,
+                        help="the model folder under models/ds=D/ whose ALS item factors to use")
     args = parser.parse_args(argv)
     spark = session.get_session("movielens-similar")
-    print(run(spark, args.lake_root, args.ds, args.model, args.similar_movies))
+    print(run(spark, args.lake_root, args.ds, args.model, args.spec.settings["similar_per_movie"]))
     spark.stop()
 
 

@@ -33,10 +33,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs import evaluation
-from spark_jobs.common import ranking
+from spark_jobs.common import ranking, spec
 
-DEFAULTS = {"ease_reg": 400.0, "ials_weight": 1.0, "ials_rank": 32, "ials_reg": 0.3, "ials_alpha": 2.0,
-            "ials_iterations": 8, "max_items": 6000}
 EASE_REGS = (100.0, 200.0, 400.0, 800.0)
 #: Up to this many ratings, EASE's Gram matrix and the iALS solves run on the driver, with the same
 #: functions the Spark tasks use: the data fits in memory many times over, and it saves Spark's per-job
@@ -413,9 +411,13 @@ def recommend(model: TopNModel, k: int, users: DataFrame | None = None, weights:
 
 
 def fit(train: DataFrame, params: dict, seed: int) -> TopNModel:
-    """The blend with ``params`` (``DEFAULTS`` keys); ``ials_weight = 0`` is EASE alone. Call
-    ``model.data.release()`` when done with it."""
-    p = {**DEFAULTS, **params}
+    """The blend with ``params`` (its settings in the run spec; those left out take their defaults);
+    ``ials_weight = 0`` is EASE alone. Call ``model.data.release()`` when done with it."""
+    defaults = spec.model_defaults(spec.TOP_N_MODEL)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown top-N model parameters {unknown}; known: {sorted(defaults)}")
+    p = {**defaults, **params}
     data = interactions(train, p["max_items"])
     ease = ease_weights(item_gram(data), p["ease_reg"])
     ials = None
@@ -428,7 +430,7 @@ def tune(train: DataFrame, params: dict, seed: int, validation_fraction: float, 
          ease_regs=EASE_REGS, ials_weights=IALS_WEIGHTS, extend: int = 2) -> tuple[dict, list[dict]]:
     """Choose EASE's regularisation and the iALS blend weight for NDCG@k (then precision@k) on a
     validation split of ``train``. Returns (chosen parameters, every trial with its metrics)."""
-    p = {**DEFAULTS, **params}
+    p = {**spec.model_defaults(spec.TOP_N_MODEL), **params}
     vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed)
     started = time.monotonic()
     catalogue = vtrain.select("movieId").distinct().count()

@@ -8,16 +8,16 @@ Models (see ``rating_model`` and ``top_n_model``):
 
 Protocol (``evaluation``): a split stratified by movie (test fraction 0.25, seed 42 by default); tuning
 only ever sees a validation split of the training part. Every model gets every ranking metric; the rating
-model also RMSE and MAE. Then the models are refit on every rating up to ``ds`` (``--refit``: ``top-n``, the
-default, refits the top-N model, whose lists are the product; ``all`` also the rating model; ``none`` keeps
-the evaluated ones) and give the product: ``gold/recommendations`` (the top-N model's list per user, with
-titles) and the model artifacts in ``models/ds=D/`` (the rating model's item factors give similar movies).
-Also ``gold/model_metrics`` and ``gold/model_tuning`` (every trial of the tuning grids).
+model also RMSE and MAE. Then the models are refit on every rating up to ``ds`` (the ``refit`` setting:
+``top-n``, the default, refits the top-N model, whose lists are the product; ``all`` also the rating model;
+``none`` keeps the evaluated ones) and give the product: ``gold/recommendations`` (the top-N model's list per
+user, with titles) and the model artifacts in ``models/ds=D/`` (the rating model's item factors give similar
+movies). Also ``gold/model_metrics`` and ``gold/model_tuning`` (every trial of the tuning grids, empty unless
+this run tuned) and ``models/ds=D/params.json``: the job's spec (settings and tuning decision), each model's
+parameters, metrics and artifacts, and the protocol.
 
-Tuning (``--tune``) is skipped when the job is given ``--reuse-params``: the parameters a tuning run of an
-earlier date chose (the Airflow side decides, ``movielens.tuning``). Both models are then fitted with exactly
-those values and evaluated as usual; ``gold/model_tuning`` is empty for the date and ``params.json`` says
-``protocol.tuning = "reused from ds=D"`` (``"tuned"`` when this run tuned, ``"off"`` with ``--no-tune``).
+The spec's tuning decision (``spark_jobs.common.spec.Tuning``) says whether to tune, to fit with the
+parameters an earlier date's tuning chose (``reuse``), or to use the settings as given (``off``).
 
 Uses pyspark (and numpy/pandas, which pyspark's ML and pandas functions need) only.
 """
@@ -36,11 +36,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, rating_model, top_n_model
-from spark_jobs.common import layout, ranking, session
-from spark_jobs.common.args import REUSED_FROM, TUNED, TUNING_OFF, TUNING_VERSION, job_settings
+from spark_jobs.common import layout, ranking, session, spec
+from spark_jobs.common.spec import JobSpec
 
-RATING_MODEL = "als_explicit"
-TOP_N_MODEL = "ease_ials"
+RATING_MODEL = spec.RATING_MODEL
+TOP_N_MODEL = spec.TOP_N_MODEL
 BASELINE = "popularity"
 #: The model whose item factors give similar movies (similar.py): it has factors for every rated movie.
 SIMILARITY_MODEL = RATING_MODEL
@@ -102,17 +102,6 @@ def with_titles(recommendations: DataFrame, movies: DataFrame) -> DataFrame:
     return recommendations.join(movies, "movieId", "left").select("userId", "rank", "movieId", "title", "score")
 
 
-def rating_params(params) -> dict:
-    return {"rank": params.rank, "reg_param": params.reg_param, "max_iter": params.max_iter,
-            "reg_user": params.reg_user, "reg_item": params.reg_item}
-
-
-def top_n_params(params) -> dict:
-    return {"ease_reg": params.ease_reg, "ials_weight": params.ials_weight, "ials_rank": params.ials_rank,
-            "ials_reg": params.ials_reg, "ials_alpha": params.ials_alpha, "ials_iterations": params.ials_iterations,
-            "max_items": params.max_items}
-
-
 def tuning_rows(model: str, trials: list[dict]) -> list[tuple]:
     """Long rows (model, trial, params as JSON, metric, value) for ``gold/model_tuning``."""
     metric_names = {"rmse", "mae", "evaluated_users", "catalog_coverage"}
@@ -125,24 +114,10 @@ def tuning_rows(model: str, trials: list[dict]) -> list[tuple]:
     return rows
 
 
-def check_params(params) -> None:
-    """Refuse argument combinations the job cannot honour, before any work is done."""
-    if params.reuse_params and not params.tune:
-        raise ValueError("--reuse-params replaces tuning; with --no-tune the configured values are used: give one or the other")
-
-
-def tuning_status(params) -> str:
-    """``protocol.tuning`` of the run: tuned, reused from ds=D, or off."""
-    if not params.tune:
-        return TUNING_OFF
-    return REUSED_FROM.format(ds=params.reuse_params["ds"]) if params.reuse_params else TUNED
-
-
-def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
-    check_params(params)  # so reuse_params come only with tuning on
-    # Tune only when tuning is on and no earlier run's choice is handed over.
-    reuse = params.reuse_params
-    tune = params.tune and not reuse
+def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec) -> dict:
+    """Evaluate, refit and write the models of ``ds`` as ``job`` says (its settings and tuning decision)."""
+    settings = job.settings
+    tune = job.tuning.action == spec.TUNE
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -154,9 +129,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
 
     ratings, movies = extract(spark, lake_root, ds)
     ratings = ratings.cache()
-    train, test = evaluation.split(ratings, params.test_fraction, params.seed)
+    seed, k = settings["seed"], settings["top_k"]
+    train, test = evaluation.split(ratings, settings["test_fraction"], seed)
     train, test = train.cache(), test.cache()
-    k = params.top_k
     catalogue = train.select("movieId").distinct().count()
     train_seen = evaluation.seen_items(train).cache()
     test_users = test.select("userId").distinct().cache()
@@ -167,47 +142,46 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     lap("popularity_eval")
 
     tuning: list[tuple] = []
-    chosen_rating = rating_params(params)
-    if reuse:
-        chosen_rating = dict(reuse[RATING_MODEL])
-    elif tune:
-        chosen_rating, trials = rating_model.tune(train, params.seed, params.validation_fraction,
-                                                  params.tune_max_users, params.max_iter)
+    # The fit's parameters: reused from an earlier tuning run, chosen by tuning now, or as configured.
+    chosen_rating = job.fit_params(RATING_MODEL)
+    if tune:
+        chosen_rating, trials = rating_model.tune(train, seed, settings["validation_fraction"],
+                                                  settings["tune_max_users"], settings["als_max_iter"])
         tuning += tuning_rows(RATING_MODEL, trials)
         lap("rating_tune")
-    fit_rating = {key: chosen_rating[key] for key in rating_params(params)}
-    rating = rating_model.fit(train, seed=params.seed, **fit_rating)
+    fit_rating = {key: chosen_rating[key] for key in spec.model_settings(RATING_MODEL)}
+    rating = rating_model.fit(train, seed=seed, **fit_rating)
     lap("rating_fit")
     rating_metrics = evaluation.rating_metrics(rating_model.predict(rating, test))
     rating_metrics.update(evaluation.ranking_metrics(rating_model_top_k(rating, test_users, train_seen, k), test, k, catalogue))
     lap("rating_eval")
 
-    chosen_top_n = top_n_params(params)
-    if reuse:
-        chosen_top_n = dict(reuse[TOP_N_MODEL])
-    elif tune:
-        chosen_top_n, trials = top_n_model.tune(train, chosen_top_n, params.seed, params.validation_fraction,
-                                                params.tune_max_users, k)
+    chosen_top_n = job.fit_params(TOP_N_MODEL)
+    if tune:
+        chosen_top_n, trials = top_n_model.tune(train, chosen_top_n, seed, settings["validation_fraction"],
+                                                settings["tune_max_users"], k)
         tuning += tuning_rows(TOP_N_MODEL, trials)
         lap("top_n_tune")
-    fit_top_n = {key: chosen_top_n[key] for key in top_n_params(params)}
-    top_n = top_n_model.fit(train, fit_top_n, params.seed)
+    fit_top_n = {key: chosen_top_n[key] for key in spec.model_settings(TOP_N_MODEL)}
+    top_n = top_n_model.fit(train, fit_top_n, seed)
     lap("top_n_fit")
     top_n_metrics = evaluation.ranking_metrics(top_n_model.recommend(top_n, k, users=test_users), test, k, catalogue)
     lap("top_n_eval")
 
-    # The product: per --refit, models refit on every rating up to ds; lists skip movies the user has rated.
-    if params.refit in ("top-n", "all"):
+    # The product: per the refit setting, models refit on every rating up to ds; lists skip rated movies.
+    refit = settings["refit"]
+    if refit in ("top-n", "all"):
         top_n.data.release()
-        top_n = top_n_model.fit(ratings, fit_top_n, params.seed)
-    if params.refit == "all":
-        rating = rating_model.fit(ratings, seed=params.seed, **fit_rating)
+        top_n = top_n_model.fit(ratings, fit_top_n, seed)
+    if refit == "all":
+        rating = rating_model.fit(ratings, seed=seed, **fit_rating)
     lap("refit")
     users = ratings.select("userId").distinct()
-    recommendations = with_titles(top_n_model.recommend(top_n, params.recommendations, users=users), movies)
+    recommendations = with_titles(top_n_model.recommend(top_n, settings["recommendations_per_user"], users=users), movies)
     counts["recommendations"] = session.write_table(spark, recommendations, lake_root, layout.GOLD, "recommendations", ds)
     lap("recommend")
     model_dir = layout.zone_dir(lake_root, layout.MODELS, ds)
+    # Paths relative to the lake root: true wherever Spark ran (a staging folder, a cluster's URL).
     artifacts = {
         RATING_MODEL: rating_model.save(rating, layout.join(model_dir, RATING_MODEL)),
         TOP_N_MODEL: top_n_model.save(top_n, layout.join(model_dir, TOP_N_MODEL)),
@@ -215,43 +189,35 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
     top_n.data.release()
 
     models = {
-        RATING_MODEL: {"params": {**chosen_rating, "seed": params.seed}, "metrics": rating_metrics,
-                       "artifacts": artifacts[RATING_MODEL]},
-        TOP_N_MODEL: {"params": {**chosen_top_n, "seed": params.seed}, "metrics": top_n_metrics,
-                      "artifacts": artifacts[TOP_N_MODEL]},
+        RATING_MODEL: {"params": {**chosen_rating, "seed": seed}, "metrics": rating_metrics,
+                       "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[RATING_MODEL].items()}},
+        TOP_N_MODEL: {"params": {**chosen_top_n, "seed": seed}, "metrics": top_n_metrics,
+                      "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[TOP_N_MODEL].items()}},
         BASELINE: {"params": {"score": "number of ratings in training"}, "metrics": popularity_metrics},
     }
     metric_rows = [(name, metric, float(value)) for name, model in models.items() for metric, value in model["metrics"].items()]
-    outputs = {"recommendations": layout.table_dir(lake_root, layout.GOLD, "recommendations", ds),
-               "model_metrics": layout.table_dir(lake_root, layout.GOLD, "model_metrics", ds),
-               "model_tuning": layout.table_dir(lake_root, layout.GOLD, "model_tuning", ds),
-               "models": model_dir}
     counts["model_metrics"] = session.write_table(
         spark, spark.createDataFrame(metric_rows, "model string, metric string, value double"),
         lake_root, layout.GOLD, "model_metrics", ds)
     counts["model_tuning"] = session.write_table(
         spark, spark.createDataFrame(tuning, "model string, trial int, params string, metric string, value double"),
         lake_root, layout.GOLD, "model_tuning", ds)
+    outputs = {table: layout.table_dir("", layout.GOLD, table, ds)
+               for table in ("recommendations", "model_metrics", "model_tuning")}
+    outputs["models"] = layout.zone_dir("", layout.MODELS, ds)
     protocol = {
         "split": "random, stratified by movie (xxhash64 of seed, userId, movieId)",
-        "test_fraction": params.test_fraction,
-        "seed": params.seed,
-        "k": k,
         "relevance": "every held-out rating of a user is relevant (binary)",
         "exclude_train_items": True,
-        "tuning": tuning_status(params),
-        "tuning_version": TUNING_VERSION if tune else None,
-        # The date whose tuning chose the parameters (this one, an earlier one, or none: configured values).
-        "params_tuned_on": ds if tune else reuse["ds"] if reuse else None,
-        "tuning_split": (f"validation split of the training part (fraction {params.validation_fraction}, seed "
-                         f"{params.seed + 1}), at most {params.tune_max_users} users" if tune else None),
-        "refit_on_all_ratings": {"none": [], "top-n": [TOP_N_MODEL], "all": [TOP_N_MODEL, RATING_MODEL]}[params.refit],
+        "tuning_split": (f"validation split of the training part (fraction {settings['validation_fraction']}, seed "
+                         f"{seed + 1}), at most {settings['tune_max_users']} users" if tune else None),
+        "refit_on_all_ratings": {"none": [], "top-n": [TOP_N_MODEL], "all": [TOP_N_MODEL, RATING_MODEL]}[refit],
         "train_rows": counts["train_rows"],
         "test_rows": counts["test_rows"],
     }
-    # The settings the job was given (a run's trigger-form overrides included) beside what tuning chose.
+    # The one record of the run's spec (settings and tuning decision) beside what it fitted and measured.
     session.write_json(spark, layout.join(model_dir, layout.MODEL_PARAMS),
-                       {"models": models, "protocol": protocol, "settings": job_settings(params)})
+                       {"spec": job.record(tuned=tune), "models": models, "protocol": protocol})
     for frame in (ratings, train, test, train_seen, test_users):
         frame.unpersist()
     lap("write")
@@ -261,16 +227,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, params) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.common.args import add_model_args, base_parser
-
-    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
-    args = parser.parse_args(argv)
-    try:
-        check_params(args)
-    except ValueError as err:
-        parser.error(str(err))
+    args = spec.job_parser(__doc__.splitlines()[0]).parse_args(argv)
     spark = session.get_session("movielens-train")
-    print(run(spark, args.lake_root, args.ds, args))
+    print(run(spark, args.lake_root, args.ds, args.spec))
     spark.stop()
 
 

@@ -223,10 +223,10 @@ class Lake:
         return ObjectStoragePath(layout.join(self.url, *parts), conn_id=self.conn_id)
 
     def zone(self, zone: str, ds: str) -> "ObjectStoragePath":
-        return self.path(layout.zone_dir("", zone, ds).lstrip("/"))
+        return self.path(layout.zone_dir("", zone, ds))
 
     def table(self, zone: str, table: str, ds: str) -> "ObjectStoragePath":
-        return self.path(layout.table_dir("", zone, table, ds).lstrip("/"))
+        return self.path(layout.table_dir("", zone, table, ds))
 
     def record_path(self, ds: str, file_name: str) -> "ObjectStoragePath":
         return self.zone(layout.REPORTS, ds) / layout.ROUTING_RECORDS / f"{file_name}.json"

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from movielens import config
 from movielens.lake import Lake
 from spark_jobs.common import layout
+from spark_jobs.common import spec
 
 log = logging.getLogger(__name__)
 
@@ -150,27 +151,31 @@ def sample_recommendations(lake: Lake, ds: str, user_ids: list[int], k: int) -> 
     return out
 
 
+def _read_if_present(lake: Lake, path) -> dict[str, Any]:
+    return lake.read_json(path) if path.exists() else {}
+
+
 def build_run_summary(
     ds: str, run_id: str, dag_id: str, landing: dict | None = None, compute: dict | None = None,
     serving: dict | None = None,
     run_params: dict | None = None,
 ) -> dict[str, Any]:
-    """Collect routing records, the Spark report and sample recommendations into one summary.
+    """Collect routing records, what the Spark job ran with and wrote, and sample recommendations.
 
-    ``compute``: where Spark ran (``backend``) and, from a cluster backend, its run's ids and page URL.
+    ``compute``: the Spark job's result (``backend``, and a cluster backend's run id and page URL).
     ``serving``: what ``serving.publish`` returned, or None when nothing was published.
-    ``run_params``: the run's params; the model settings they override are recorded as
-    ``param_overrides``, and ``settings`` are those the Spark job says it ran with. ``tuning`` says where
-    the models' parameters came from, as the Spark job recorded it (``protocol.tuning``: ``tuned``,
-    ``reused from ds=D`` or ``off``; ``params_tuned_on``: D), and the run's ``tune_every_days``.
+    ``run_params``: the run's params; the settings they set are ``param_overrides``. ``settings`` and
+    ``tuning`` are the job spec the Spark job recorded in ``models/ds=D/params.json`` (``tuning``: the
+    decision's action, reason and source date); timings, counts and outputs come from ``spark_job.json``.
     """
     from movielens.validation import record_page
 
     settings = config.load()
     lake = Lake.from_settings(settings)
     records = lake.records(ds)
-    spark_path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
-    spark = lake.read_json(spark_path) if spark_path.exists() else {}
+    spark = _read_if_present(lake, lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT)
+    params = _read_if_present(lake, lake.zone(layout.MODELS, ds) / layout.MODEL_PARAMS)
+    recorded = params.get("spec", {})
     docs = lake.zone(layout.REPORTS, ds) / layout.DATA_DOCS
     docs_built = (docs / "index.html").exists()
     report = lake.zone(layout.REPORTS, ds) / layout.RUN_REPORT
@@ -191,8 +196,9 @@ def build_run_summary(
         }
         for r in records
     ]
-    models = spark.get("models", {})
-    protocol = spark.get("protocol", {})
+    models = params.get("models", {})
+    # The job records paths relative to the lake root: here they become the lake's URLs.
+    outputs = {name: lake.uri(lake.path(rel)) for name, rel in spark.get("outputs", {}).items()}
     summary = {
         "ds": ds,
         "dag_id": dag_id,
@@ -211,18 +217,14 @@ def build_run_summary(
             "validate_and_route": {r["file"]: r.get("timings_s", {}) for r in records},
             "spark": spark.get("timings_s", {}),
         },
-        "param_overrides": config.run_overrides(run_params),
-        "settings": spark.get("settings", {}),
+        "param_overrides": spec.form_overrides(run_params),
+        "settings": recorded.get("settings", {}),
+        "tuning": {**recorded["tuning"], "tune_every_days": recorded["settings"]["tune_every_days"]} if recorded else {},
         "models": models,
         "metrics": {name: model.get("metrics", {}) for name, model in models.items()},
-        "protocol": protocol,
-        "tuning": {
-            "status": protocol.get("tuning"),
-            "params_tuned_on": protocol.get("params_tuned_on"),
-            "tune_every_days": config.load(run_params).tune_every_days,
-        } if protocol else {},
+        "protocol": params.get("protocol", {}),
         "outputs": {
-            **spark.get("outputs", {}),
+            **outputs,
             "run_summary": lake.uri(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),
             "validated": lake.uri(lake.zone(layout.VALIDATED, ds)),
             "rejected": lake.uri(lake.zone(layout.REJECTED, ds)),
@@ -233,9 +235,9 @@ def build_run_summary(
         "serving": serving or {"published": False, "reason": "MOVIELENS_SERVING_CONN_ID is not set"},
         "links": {
             "airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}",
-            **({"spark_run": compute["run_page_url"]} if compute and compute.get("run_page_url") else {}),
+            **({"spark_run": compute["url"]} if compute and compute.get("url") else {}),
         },
-        "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.top_k),
+        "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.spec["top_k"]),
     }
     lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)
     return summary

@@ -6,7 +6,7 @@ so ``file://``, ``s3://`` and ``abfs://`` lakes work alike):
 - model metrics against the popularity baseline (``gold/model_metrics``);
 - metrics over recent runs (the run summaries of earlier dates, then this run's ``gold/model_metrics``);
 - every trial of the tuning grids (``gold/model_tuning``); when the run reused the parameters tuned on an
-  earlier date D (``protocol.tuning`` of ``reports/ds=D/spark_job.json``), the trials of D that chose them;
+  earlier date D (the tuning decision in ``models/ds=D/params.json``), the trials of D that chose them;
 - the rating distribution and ratings per year (``gold/rating_distribution``, ``gold/ratings_by_year``);
 - top movies overall and per genre (``gold/popular_movies``, ranked by Bayesian average).
 
@@ -80,8 +80,8 @@ class ReportData:
     tables: dict[str, "pd.DataFrame | None"]  # gold table -> its ds partition, None when absent
     sources: dict[str, str]  # gold table -> URL of its partition
     earlier_runs: list[dict[str, Any]] = field(default_factory=list)  # run summaries before ds, oldest first
-    # Where the models' parameters came from (the Spark job's protocol.tuning): "tuned", "reused from ds=D",
-    # "off", or None when the job wrote no report; and D, whose trials the tuning section shows, if reused.
+    # Where the models' parameters came from (the action of the job spec's tuning decision): "tune",
+    # "reuse", "off", or None when the job recorded none; and D, whose trials the tuning section shows.
     tuning: str | None = None
     reused_from: str | None = None
 
@@ -93,12 +93,10 @@ def read_gold(lake: Lake, table: str, ds: str) -> "pd.DataFrame | None":
 
 
 def tuning_origin(lake: Lake, ds: str) -> tuple[str | None, str | None]:
-    """(``protocol.tuning``, the date it reused parameters from or None) of the Spark job of ``ds``."""
-    path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
-    protocol = lake.read_json(path).get("protocol", {}) if path.exists() else {}
-    # params_tuned_on is ds for a run that tuned, None with tuning off, an earlier date for one that reused.
-    tuned_on = protocol.get("params_tuned_on")
-    return protocol.get("tuning"), (tuned_on if tuned_on and tuned_on != ds else None)
+    """(the tuning action, the date whose tuning chose the parameters when reused) of the job of ``ds``."""
+    path = lake.zone(layout.MODELS, ds) / layout.MODEL_PARAMS
+    tuning = (lake.read_json(path).get("spec") or {}).get("tuning") or {} if path.exists() else {}
+    return tuning.get("action"), tuning.get("source_ds")
 
 
 def load(lake: Lake, ds: str) -> ReportData:

@@ -109,6 +109,15 @@ class LandedFilesSensor(BaseSensorOperator):
 UNFINISHED_RUN_STATES = ("queued", "running")
 
 
+def wait_for_earlier_run(ti) -> bool:
+    """True (done waiting) unless the previous date's run is queued or running; logs which one it waits for."""
+    earlier = unfinished_earlier_run(ti)
+    if earlier:
+        print(f"waiting for the run of ds={earlier['ds']} ({earlier['run_id']}, {earlier['state']}) to finish: "
+              "this date reads the history that run writes")
+    return earlier is None
+
+
 def unfinished_earlier_run(ti) -> dict[str, str] | None:
     """The previous run of this DAG (latest logical date before this run's) when it has not finished.
 

@@ -143,6 +143,15 @@ def _upsert(cursor, product: Product, ds: str) -> int:
     return cursor.fetchone()[0]
 
 
+def publish_or_skip(ds: str) -> dict[str, Any]:
+    """:func:`publish` to ``MOVIELENS_SERVING_CONN_ID``; the task is skipped, saying so, when it is not set."""
+    if not config.load().serving_conn_id:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("MOVIELENS_SERVING_CONN_ID is not set: the outputs stay in the lake only")
+    return publish(ds)
+
+
 def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
     """Publish one date's recommendations and similar movies; idempotent, safe for backfills."""
     layout.check_ds(ds)

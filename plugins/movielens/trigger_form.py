@@ -1,45 +1,46 @@
-"""The daily DAG's trigger form: one typed Param per model setting a run may override.
+"""The daily DAG's trigger form: one typed Param per run setting of the run spec that has a title.
 
-Built from :data:`movielens.config.RUN_SETTINGS` (names, bounds, titles, descriptions), so the form, the
-check of a run's values and the README describe the same settings. Every Param's default means
-"follow the environment": a number left empty (``None``) or a choice left at ``default``. Scheduled runs
-use the defaults, so only a manual run with a value set differs from the environment, and only that run.
+Names, bounds, titles and help come from ``spark_jobs.common.spec``. Every Param's default means "follow
+the environment": a number left empty (``None``) or a choice left at ``default``, so only a manual run
+with a value set differs from the environment, and only that run.
 
 How Airflow 3.3's form renders them (read from its UI code): ``type: ["null", "integer"]`` is a number
 field whose empty value is ``null``; a ``string`` with ``enum`` is a drop-down; a ``boolean`` would be an
-on/off switch, which has no "follow the environment" position, hence ``tune`` is a choice.
+on/off switch, which has no "follow the environment" position, hence yes/no settings are choices.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param
 
-from movielens import config
+from spark_jobs.common import spec
 
 SECTION = "Model settings for this run (default: the environment's)"
+JSON_TYPES = {int: "integer", float: "number"}
 
 
 def model_params() -> dict[str, Param]:
     params: dict[str, Param] = {}
-    for spec in config.RUN_SETTINGS:
-        if spec.choices:
-            params[spec.name] = Param(
-                config.FOLLOW_ENV,
+    for setting in spec.form_settings():
+        choices = spec.form_choices(setting)
+        if choices:
+            params[setting.name] = Param(
+                spec.FOLLOW_ENV,
                 type="string",
-                enum=[config.FOLLOW_ENV, *spec.choices],
-                values_display={config.FOLLOW_ENV: f"default ({spec.env})", **{c: c for c in spec.choices}},
-                title=spec.title,
-                description=f"{spec.description} '{config.FOLLOW_ENV}' follows {spec.env}.",
+                enum=[spec.FOLLOW_ENV, *choices],
+                values_display={spec.FOLLOW_ENV: f"default ({setting.env})", **{c: c for c in choices}},
+                title=setting.title,
+                description=f"{setting.help} '{spec.FOLLOW_ENV}' follows {setting.env}.",
                 section=SECTION,
             )
         else:
-            params[spec.name] = Param(
+            params[setting.name] = Param(
                 None,
-                type=["null", spec.type],
-                minimum=spec.minimum,
-                maximum=spec.maximum,
-                title=spec.title,
-                description=f"{spec.description} Empty: {spec.env}. From {spec.minimum:,} to {spec.maximum:,}.",
+                type=["null", JSON_TYPES[setting.type]],
+                minimum=setting.minimum,
+                maximum=setting.maximum,
+                title=setting.title,
+                description=f"{setting.help} Empty: {setting.env}. From {setting.minimum:,} to {setting.maximum:,}.",
                 section=SECTION,
             )
     return params

@@ -83,7 +83,16 @@ def report_name(file_name: str) -> str:
 
 
 def join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts if p])
+    """``root/part/...``; with an empty root, a path relative to the lake root (what records keep)."""
+    return "/".join(([root.rstrip("/")] if root else []) + [p.strip("/") for p in parts if p])
+
+
+def relative(root: str, url: str) -> str:
+    """``url`` relative to the lake root ``root`` (what records keep: true wherever Spark ran)."""
+    base = root.rstrip("/") + "/"
+    if not url.startswith(base):
+        raise ValueError(f"{url!r} is not inside the lake root {root!r}")
+    return url[len(base):].rstrip("/")
 
 
 def zone_dir(root: str, zone: str, ds: str) -> str:

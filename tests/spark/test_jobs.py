@@ -7,7 +7,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import bronze, evaluation, silver, train
 from spark_jobs.common import layout
-from spark_jobs.common.args import add_model_args, base_parser
+from spark_jobs.common.spec import JobSpec
 
 pytestmark = pytest.mark.spark
 
@@ -79,10 +79,8 @@ def test_daily_stages_on_a_tiny_lake(spark, tmp_path):
     assert "Movie 1, The (1991)" in [r.title for r in titles.collect()]
     assert silver.run(spark, lake, "2026-01-01", 4.0)["ratings"] == 200, "a backfill of an earlier date sees only its history"
 
-    params = add_model_args(base_parser("test")).parse_args(
-        ["--lake-root", lake, "--ds", "2026-01-02", "--rank", "4", "--max-iter", "5", "--top-k", "5",
-         "--recommendations", "5", "--no-tune", "--ials-rank", "4"]
-    )
+    params = JobSpec.build({"als_rank": 4, "als_max_iter": 5, "top_k": 5, "recommendations_per_user": 5,
+                            "tune": False, "ials_rank": 4})
     result = train.run(spark, lake, "2026-01-02", params)
     metrics = result["models"]["als_explicit"]["metrics"]
     assert 0 < metrics["rmse"] < 5 and 0 <= metrics["ndcg_at_5"] <= 1

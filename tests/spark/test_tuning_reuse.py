@@ -1,6 +1,6 @@
-"""Tune on one date, reuse on the next: the Airflow side's decision (``movielens.tuning``, over the lake)
-turned into the job's arguments (``movielens.compute.job_arguments``), parsed and run by ``train.run`` on a
-tiny file:// lake, as every backend does."""
+"""Tune on one date, reuse on the next: the Airflow side's job spec (``movielens.compute.job_spec``: the
+settings and the tuning decision over the lake) turned into the job's arguments, parsed and run by
+``train.run`` on a tiny file:// lake, as every backend does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from spark_jobs import bronze, silver, train
 from spark_jobs.common import layout
-from spark_jobs.common.args import add_model_args, base_parser
+from spark_jobs.common import spec
 
 pytestmark = pytest.mark.spark
 
@@ -50,11 +50,10 @@ def lake_root(tmp_path, monkeypatch, spark):
 
 def run_as_scheduled(spark, lake: str, ds: str, run_params: dict | None = None) -> tuple[dict, dict]:
     """What a backend does for the run of ``ds``: decide, build the arguments, and the job parses and runs them."""
-    from movielens import tuning
-    from movielens.compute import job_arguments
+    from movielens.compute import job_arguments, job_spec
 
-    arguments = job_arguments(tuning.settings_for_run(run_params, ds), lake, ds)
-    params = add_model_args(base_parser("test")).parse_args(arguments)
+    arguments = job_arguments(lake, ds, job_spec(run_params, ds))
+    params = spec.job_parser("test").parse_args(arguments).spec
     result = train.run(spark, lake, ds, params)
     written = Path(layout.join(layout.zone_dir(lake, layout.MODELS, ds), layout.MODEL_PARAMS).removeprefix("file://"))
     return result, json.loads(written.read_text())
@@ -64,19 +63,19 @@ def test_the_next_date_reuses_the_tuned_parameters_and_skips_tuning(spark, lake_
     from movielens.lake import Lake
 
     first, tuned = run_as_scheduled(spark, lake_root, D1)
-    assert tuned["protocol"]["tuning"] == "tuned" and tuned["protocol"]["params_tuned_on"] == D1
+    assert tuned["spec"]["tuning"]["action"] == "tune" and tuned["spec"]["tuning"]["version"] == spec.TUNING_VERSION
     assert {"rating_tune", "top_n_tune"} <= set(first["train_timings_s"])
     assert first["counts"]["model_tuning"] > 0
 
     second, reused = run_as_scheduled(spark, lake_root, D2)
-    assert reused["protocol"]["tuning"] == f"reused from ds={D1}" and reused["protocol"]["params_tuned_on"] == D1
-    assert reused["protocol"]["tuning_split"] is None and reused["settings"]["tune"] is True
+    assert reused["spec"]["tuning"]["action"] == "reuse" and reused["spec"]["tuning"]["source_ds"] == D1
+    assert f"tuned on ds={D1}" in reused["spec"]["tuning"]["reason"]
+    assert reused["protocol"]["tuning_split"] is None and reused["spec"]["settings"]["tune"] is True
     assert not {"rating_tune", "top_n_tune"} & set(second["train_timings_s"]), "no tuning step ran"
     # Both models are fitted with exactly the parameters the tuning run chose.
     for model in (train.RATING_MODEL, train.TOP_N_MODEL):
         chosen = {k: v for k, v in tuned["models"][model]["params"].items() if k not in TUNING_RECORD}
         assert reused["models"][model]["params"] == chosen, model
-        assert reused["settings"]["reuse_params"][model] == {k: v for k, v in chosen.items() if k != "seed"}
     # Every model is still evaluated on D2's test split, and every table is written; no trials for D2.
     assert set(reused["models"]) == {train.RATING_MODEL, train.TOP_N_MODEL, train.BASELINE}
     assert {"rmse", "ndcg_at_5"} <= set(reused["models"][train.RATING_MODEL]["metrics"])
@@ -89,10 +88,10 @@ def test_the_next_date_reuses_the_tuned_parameters_and_skips_tuning(spark, lake_
 
     # Reusing is fitting with those values: the same numbers as a run given them explicitly with tuning off.
     rating, top_n = reused["models"][train.RATING_MODEL]["params"], reused["models"][train.TOP_N_MODEL]["params"]
-    explicit = add_model_args(base_parser("test")).parse_args([
-        "--lake-root", lake_root, "--ds", D2, "--no-tune", "--max-iter", "5", "--top-k", "5",
-        "--rank", str(rating["rank"]), "--reg-param", str(rating["reg_param"]), "--reg-user", str(rating["reg_user"]),
-        "--reg-item", str(rating["reg_item"]), "--ease-reg", str(top_n["ease_reg"]), "--ials-weight", str(top_n["ials_weight"])])
+    explicit = spec.JobSpec.build({
+        "tune": False, "als_max_iter": 5, "top_k": 5, "als_rank": rating["rank"], "als_reg_param": rating["reg_param"],
+        "bias_reg_user": rating["reg_user"], "bias_reg_item": rating["reg_item"], "ease_reg": top_n["ease_reg"],
+        "ials_weight": top_n["ials_weight"]})
     given = train.run(spark, lake_root, D2, explicit)
     assert given["models"][train.RATING_MODEL]["metrics"] == reused["models"][train.RATING_MODEL]["metrics"]
     assert given["models"][train.TOP_N_MODEL]["metrics"] == reused["models"][train.TOP_N_MODEL]["metrics"]

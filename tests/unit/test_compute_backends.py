@@ -56,25 +56,55 @@ def test_idempotency_token_is_per_dag_task_and_date_and_fits_databricks():
     assert long != idempotency_token("d" * 60, "t" * 60, "2026-11-21")
 
 
-def test_the_daily_dag_branches_to_one_backend_and_joins():
+def test_the_daily_dag_runs_spark_in_one_group_that_branches_to_one_backend_and_joins():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(config.PROJECT_ROOT / "dags" / "movielens_daily.py"))
     dag = bag.dags["movielens_daily"]
-    branch = dag.get_task("choose_compute")
+    group = {t for t in dag.task_ids if t.startswith("spark.")}
+    assert dag.get_task("spark.plan").upstream_task_ids == {"check_training_data"}
+    branch = dag.get_task("spark.choose_backend")
     assert branch.downstream_task_ids == {
-        "spark_daily", "databricks_upload_jobs", "emr_upload_jobs", "emr_serverless_upload_jobs"
+        "spark.local", "spark.databricks_upload", "spark.emr_upload", "spark.emr_serverless_upload"
     }
-    # The backends join at the report and at publish_serving (the skipped ones must skip neither); the
-    # summary links the report and records what was published.
-    backends = {"spark_daily", "spark_daily_databricks", "emr_watch_step", "spark_daily_emr_serverless"}
+    # The backends join at the group's one result (the skipped ones must not skip it).
+    result = dag.get_task("spark.result")
+    backends = {"spark.local", "spark.databricks_run", "spark.emr_watch_step", "spark.emr_serverless_run"}
+    assert backends | {"spark.plan"} == result.upstream_task_ids
+    assert result.trigger_rule == "none_failed_min_one_success"
+    # Nothing outside the group depends on a backend's task: only on the result.
+    outside = {t.task_id for t in dag.tasks if t.task_id not in group}
+    for task_id in outside:
+        assert not dag.get_task(task_id).upstream_task_ids & (group - {"spark.result"}), task_id
     summary = dag.get_task("write_run_summary")
-    for task_id in ("build_report", "publish_serving"):
-        joined = dag.get_task(task_id)
-        assert joined.upstream_task_ids == backends, task_id
-        assert joined.trigger_rule == "none_failed_min_one_success", task_id
-        assert task_id in summary.upstream_task_ids
+    assert {"spark.result", "build_report", "publish_serving"} <= summary.upstream_task_ids
+    assert dag.get_task("build_report").upstream_task_ids == {"spark.result"}
     assert summary.trigger_rule == "none_failed_min_one_success"
-    assert dag.get_task("emr_terminate_cluster").is_teardown
-    assert dag.get_task("spark_daily_databricks").deferrable and dag.get_task("emr_watch_step").deferrable
+    assert dag.get_task("spark.emr_terminate_cluster").is_teardown
+    assert dag.get_task("spark.databricks_run").deferrable and dag.get_task("spark.emr_watch_step").deferrable
     assert dag.params["compute"] == "default"
+
+
+def test_the_result_says_where_the_job_ran(monkeypatch):
+    """One XCom for every backend: its name, the run's id and page URL, from the backend's own task."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(config.PROJECT_ROOT / "dags" / "movielens_daily.py"))
+    result = bag.dags["movielens_daily"].get_task("spark.result")
+    xcoms = {("spark.databricks_run", "run_id"): 7, ("spark.databricks_run", "run_page_url"): "https://db/run/7",
+             ("spark.emr_add_steps", "return_value"): ["s-1"], ("spark.emr_add_steps", "job_flow_id"): "j-1",
+             ("spark.emr_serverless_run", "return_value"): "jr-1"}
+
+    class TaskInstance:
+        def xcom_pull(self, task_ids, key="return_value"):
+            if isinstance(task_ids, list):
+                return [xcoms.get((t, key)) for t in task_ids]
+            return xcoms.get((task_ids, key))
+
+    def run(backend):
+        return result.python_callable(backend, ti=TaskInstance())
+
+    assert run("databricks") == {"backend": "databricks", "run_id": 7, "url": "https://db/run/7"}
+    assert run("emr") == {"backend": "emr", "run_id": "s-1", "url": None, "cluster_id": "j-1"}
+    assert run("emr-serverless") == {"backend": "emr-serverless", "run_id": "jr-1", "url": None}
+    assert run("local") == {"backend": "local", "run_id": None, "url": None}

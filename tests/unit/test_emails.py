@@ -110,11 +110,11 @@ def test_success_email_says_no_previous_run_when_there_is_none():
 
 
 @pytest.mark.parametrize("tuning, says", [
-    ({"status": f"reused from ds={PREVIOUS_DS}", "params_tuned_on": PREVIOUS_DS, "tune_every_days": 7},
+    ({"action": "reuse", "source_ds": PREVIOUS_DS, "tune_every_days": 7},
      f"Model parameters: reused from ds={PREVIOUS_DS}, whose tuning chose them (tuning every 7 days); no tuning in this run."),
-    ({"status": "tuned", "params_tuned_on": DS, "tune_every_days": 7}, "Model parameters: tuned in this run (tuning every 7 days)."),
-    ({"status": "tuned", "params_tuned_on": DS, "tune_every_days": 1}, "Model parameters: tuned in this run."),
-    ({"status": "off", "params_tuned_on": None, "tune_every_days": 7}, "Model parameters: as configured (tuning off)."),
+    ({"action": "tune", "source_ds": None, "tune_every_days": 7}, "Model parameters: tuned in this run (tuning every 7 days)."),
+    ({"action": "tune", "source_ds": None, "tune_every_days": 1}, "Model parameters: tuned in this run."),
+    ({"action": "off", "source_ds": None, "tune_every_days": 7}, "Model parameters: as configured (tuning off)."),
 ])
 def test_success_email_says_where_the_model_parameters_came_from(tuning, says):
     text, html = mail.render(success.TEMPLATE, **success.values({**SUMMARY, "tuning": tuning}, PREVIOUS))

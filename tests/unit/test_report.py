@@ -193,10 +193,12 @@ def test_first_run_and_no_tuning_say_so(lake):
     assert "No tuning trials" in page.text["tuning"] and "tuning" not in page.images
 
 
-def write_spark_protocol(root: Path, ds: str, protocol: dict) -> None:
-    folder = root / layout.REPORTS / f"ds={ds}"
+def write_tuning_decision(root: Path, ds: str, action: str, source_ds: str | None = None) -> None:
+    """``models/ds=D/params.json`` with the spec's tuning decision, as the Spark job records it."""
+    folder = root / layout.MODELS / f"ds={ds}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / layout.SPARK_REPORT).write_text(json.dumps({"ds": ds, "protocol": protocol}))
+    tuning = {"action": action, "reason": "as the test says", "source_ds": source_ds, "version": None}
+    (folder / layout.MODEL_PARAMS).write_text(json.dumps({"spec": {"settings": {}, "tuning": tuning}}))
 
 
 def empty_tuning_partition(root: Path, ds: str) -> None:
@@ -221,7 +223,7 @@ def test_a_run_that_reused_parameters_shows_the_trials_that_chose_them(lake):
 
     shutil.move(lake / "gold" / "model_tuning" / f"ds={DS}", lake / "gold" / "model_tuning" / f"ds={EARLIER_DS}")
     empty_tuning_partition(lake, DS)
-    write_spark_protocol(lake, DS, {"tuning": f"reused from ds={EARLIER_DS}", "params_tuned_on": EARLIER_DS})
+    write_tuning_decision(lake, DS, "reuse", EARLIER_DS)
     _, html = build(lake)
     page = Page(html)
     assert f"it reused the parameters chosen by the tuning run of ds={EARLIER_DS}, whose trials follow" in page.text["tuning"]
@@ -236,7 +238,7 @@ def test_a_run_that_reused_parameters_shows_the_trials_that_chose_them(lake):
 
 def test_a_run_with_tuning_off_says_so_over_an_empty_tuning_table(lake):
     empty_tuning_partition(lake, DS)
-    write_spark_protocol(lake, DS, {"tuning": "off", "params_tuned_on": None})
+    write_tuning_decision(lake, DS, "off")
     page = Page(build(lake)[1])
     assert "No tuning trials for this date (tuning off" in page.text["tuning"] and "reused" not in page.text["tuning"]
     assert "tuning" not in page.images

@@ -17,6 +17,8 @@ import pytest
 from movielens import config
 from movielens.compute import job_arguments
 from movielens.lake import Lake
+from spark_jobs.common import layout
+from spark_jobs.common.spec import TUNE, JobSpec, Tuning
 from tests import leaks
 
 SECRET = "lake+secret/0123456789abcdef"
@@ -74,8 +76,11 @@ def test_spark_arguments_carry_no_secret_on_any_backend(backend, monkeypatch):
     settings = config.load()
     lake_root = Lake.from_settings(settings).spark_root()
     assert lake_root.startswith(("s3a://bucket/", "abfss://container@acct01."))  # the connection was read
-    arguments = job_arguments(settings, lake_root, DS)
-    step = spark_submit_args(settings, config.load_compute(), lake_root, DS, "s3://code/v1", "daily.py", ["--deploy-mode", "cluster"])
+    # A decision's reason names the lake's files, as movielens.tuning writes it (no listing of a fake bucket).
+    lake = Lake.from_settings(settings)
+    reason = f"no run tuned with these settings; passed over {lake.uri(lake.zone(layout.MODELS, DS) / layout.MODEL_PARAMS)}"
+    arguments = job_arguments(lake_root, DS, JobSpec.build(settings.spec, Tuning(TUNE, reason)))
+    step = spark_submit_args(arguments, "s3://code/v1", "daily.py", ["--deploy-mode", "cluster"])
     assert leaks.find({"lake secret": SECRET}, [("job arguments", " ".join(arguments).encode()),
                                                 ("EMR step", " ".join(step).encode())]) == []
 

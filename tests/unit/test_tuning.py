@@ -1,6 +1,6 @@
 """Tune on a schedule, reuse in between: the decision of ``movielens.tuning`` over a file:// lake holding
 ``models/ds=D/params.json`` files written as the Spark job writes them, and the way the reused parameters
-reach the job's arguments and are checked there."""
+reach the job's spec and are checked there."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import json
 import pytest
 
 from movielens import config, tuning
-from movielens.compute import job_arguments
+from movielens.compute import job_arguments, job_spec
 from movielens.lake import Lake
-from spark_jobs.common import layout
-from spark_jobs.common.args import REUSABLE_PARAMS, TUNING_VERSION, add_model_args, base_parser, job_settings
-from tests.tuned import DS, RATING, TOP_N, day, write_params
+from spark_jobs.common import layout, spec
+from spark_jobs.common.spec import TUNING_VERSION
+from tests.tuned import DS, RATING, REUSED, TOP_N, day, write_params
 
 
 @pytest.fixture
@@ -24,13 +24,13 @@ def lake(lake_url, monkeypatch) -> Lake:
     return Lake(lake_url)
 
 
-def decide(lake: Lake, run_params: dict | None = None, ds: str = DS) -> tuning.Decision:
-    return tuning.decide(lake, config.load(run_params), ds)
+def decide(lake: Lake, run_params: dict | None = None, ds: str = DS) -> spec.Tuning:
+    return tuning.decide(lake, config.load(run_params).spec, ds)
 
 
 def test_the_first_run_tunes(lake):
     decision = decide(lake)
-    assert (decision.action, decision.reuse_params) == (tuning.TUNE, None)
+    assert (decision.action, decision.params) == (tuning.TUNE, None)
     assert "no run from ds=2026-11-14" in decision.reason
 
 
@@ -39,7 +39,7 @@ def test_the_latest_tuning_run_of_the_window_is_reused_with_exactly_its_paramete
     write_params(lake, day(-2), rating=RATING, top_n=TOP_N)
     decision = decide(lake)
     assert decision.action == tuning.REUSE and decision.source_ds == day(-2)
-    assert decision.reuse_params == {"ds": day(-2), "als_explicit": RATING, "ease_ials": TOP_N}
+    assert decision.params == REUSED
     assert "tuned on ds=2026-11-18" in decision.reason
 
 
@@ -58,13 +58,13 @@ def test_the_window_is_the_previous_n_minus_1_days(lake, monkeypatch, every, off
 
 def test_a_run_that_reused_is_never_a_source(lake):
     write_params(lake, day(-3))
-    write_params(lake, day(-1), tuning_status=f"reused from ds={day(-3)}", rating={**RATING, "rank": 99})
+    write_params(lake, day(-1), action=spec.REUSE, source_ds=day(-3), rating={**RATING, "rank": 99})
     decision = decide(lake)
-    assert decision.source_ds == day(-3) and decision.reuse_params["als_explicit"]["rank"] == RATING["rank"]
+    assert decision.source_ds == day(-3) and decision.params["als_rank"] == RATING["rank"]
     # Reuse does not chain: once its tuning run is out of the window, the run tunes even though the day
     # before reused parameters.
     assert decide(lake, ds=day(4)).action == tuning.TUNE
-    assert "2026-11-19: reused from ds=2026-11-17" in decide(lake, ds=day(4)).reason
+    assert "2026-11-19: reused the parameters of ds=2026-11-17" in decide(lake, ds=day(4)).reason
 
 
 def test_only_earlier_dates_count_so_a_rerun_decides_the_same(lake):
@@ -73,7 +73,7 @@ def test_only_earlier_dates_count_so_a_rerun_decides_the_same(lake):
     assert decide(lake).action == tuning.TUNE
     write_params(lake, day(-1))
     first = decide(lake)
-    write_params(lake, DS, tuning_status=f"reused from ds={day(-1)}")  # what that run wrote
+    write_params(lake, DS, action=spec.REUSE, source_ds=day(-1))  # what that run wrote
     assert decide(lake) == first and first.source_ds == day(-1)
 
 
@@ -85,7 +85,7 @@ def test_runs_tuned_with_other_tuning_settings_are_passed_over(lake, monkeypatch
     monkeypatch.setenv("MOVIELENS_TOP_N_MAX_ITEMS", "3000")
     decision = decide(lake)
     assert decision.action == tuning.TUNE
-    assert "max_items 6000 (now 3000)" in decision.reason and "seed 7 (now 42)" in decision.reason
+    assert "top_n_max_items 6000 (now 3000)" in decision.reason and "seed 7 (now 42)" in decision.reason
     # A tuning input the trigger form sets counts the same way.
     assert decide(lake, {"tune_max_users": 500}).action == tuning.TUNE
 
@@ -112,12 +112,18 @@ def test_runs_tuned_by_another_tuning_version_are_passed_over(lake, monkeypatch)
 
 
 def test_a_params_file_of_an_older_layout_is_not_a_source(lake):
-    """Before this change, protocol.tuning described the validation split: such a run is passed over."""
+    """Before the run spec, params.json had ``settings`` and ``protocol.tuning``: such a run is passed over."""
     record = write_params(lake, day(-1))
-    record["protocol"]["tuning"] = "validation split of the training part (fraction 0.25, seed 43), at most 10000 users"
-    del record["settings"]["tune_max_users"]
+    record["settings"] = record.pop("spec")["settings"]
+    record["protocol"]["tuning"] = "tuned"
     lake.write_json(lake.zone(layout.MODELS, day(-1)) / layout.MODEL_PARAMS, record)
-    assert decide(lake).action == tuning.TUNE
+    decision = decide(lake)
+    assert decision.action == tuning.TUNE and "ds=2026-11-19: no spec recorded (an older layout)" in decision.reason
+    # A tuning input the spec gained since (absent from the record) is a difference too.
+    record = write_params(lake, day(-1))
+    del record["spec"]["settings"]["tune_max_users"]
+    lake.write_json(lake.zone(layout.MODELS, day(-1)) / layout.MODEL_PARAMS, record)
+    assert "tune_max_users unset (now 10000)" in decide(lake).reason
 
 
 def test_tuning_off_wins_and_every_run_or_the_form_s_on_tunes(lake, monkeypatch):
@@ -132,16 +138,16 @@ def test_tuning_off_wins_and_every_run_or_the_form_s_on_tunes(lake, monkeypatch)
     assert decide(lake, {"tune_every_days": 2}).action == tuning.REUSE, "the form's schedule for this run"
     monkeypatch.setenv("MOVIELENS_TUNE", "false")
     decision = decide(lake, {"tune_every_days": 2})
-    assert (decision.action, decision.reuse_params) == (tuning.OFF, None), "MOVIELENS_TUNE=false wins"
+    assert (decision.action, decision.params) == (tuning.OFF, None), "MOVIELENS_TUNE=false wins"
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda r: r["models"]["als_explicit"]["params"].update(rank=0), "als_explicit.rank must be between 1 and 500, got 0"),
-    (lambda r: r["models"]["als_explicit"]["params"].update(rank=10.5), "als_explicit.rank must be an integer, got 10.5"),
-    (lambda r: r["models"]["ease_ials"]["params"].update(ease_reg="400"), "ease_ials.ease_reg must be a number, got '400'"),
-    (lambda r: r["models"]["ease_ials"]["params"].update(ials_weight=-1.0), "ease_ials.ials_weight must be between 0.0 and 100.0"),
-    (lambda r: r["models"]["ease_ials"]["params"].update(ials_iterations=True), "ease_ials.ials_iterations must be an integer"),
-    (lambda r: r["models"]["ease_ials"]["params"].update(max_items=None), "ease_ials.max_items must be an integer, got None"),
+    (lambda r: r["models"]["als_explicit"]["params"].update(rank=0), "reused als_rank must be between 1 and 500, got 0"),
+    (lambda r: r["models"]["als_explicit"]["params"].update(rank=10.5), "reused als_rank must be an integer, got 10.5"),
+    (lambda r: r["models"]["ease_ials"]["params"].update(ease_reg="400"), "reused ease_reg must be a number, got '400'"),
+    (lambda r: r["models"]["ease_ials"]["params"].update(ials_weight=-1.0), "reused ials_weight must be between 0 and 100"),
+    (lambda r: r["models"]["ease_ials"]["params"].update(ials_iterations=True), "reused ials_iterations must be an integer"),
+    (lambda r: r["models"]["ease_ials"]["params"].update(max_items=None), "reused top_n_max_items must be an integer, got None"),
 ])
 def test_a_tuning_run_with_values_the_job_refuses_fails_clearly(lake, change, message):
     record = write_params(lake, day(-1))
@@ -164,7 +170,7 @@ def test_a_tuning_run_that_lacks_a_parameter_is_passed_over(lake):
     del record["models"]["ease_ials"]
     lake.write_json(lake.zone(layout.MODELS, day(-1)) / layout.MODEL_PARAMS, record)
     decision = decide(lake)
-    assert decision.source_ds == day(-3) and decision.reuse_params["als_explicit"]["rank"] == RATING["rank"]
+    assert decision.source_ds == day(-3) and decision.params["als_rank"] == RATING["rank"]
     lake.zone(layout.MODELS, day(-3)).joinpath(layout.MODEL_PARAMS).unlink()
     decision = decide(lake)
     assert decision.action == tuning.TUNE
@@ -179,82 +185,81 @@ def test_a_params_file_that_is_not_json_fails_clearly(lake):
         decide(lake)
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "seven"])
-def test_tune_every_days_must_be_a_positive_integer(lake, monkeypatch, value):
+@pytest.mark.parametrize("value, message", [("0", "must be between 1 and 365, got 0"), ("-3", "must be between 1 and 365"),
+                                            ("seven", "must be an integer, got 'seven'")])
+def test_tune_every_days_must_be_a_positive_integer(lake, monkeypatch, value, message):
     monkeypatch.setenv("MOVIELENS_TUNE_EVERY_DAYS", value)
-    with pytest.raises(ValueError, match="MOVIELENS_TUNE_EVERY_DAYS"):
+    with pytest.raises(ValueError, match=f"MOVIELENS_TUNE_EVERY_DAYS {message}"):
         config.load()
     with pytest.raises(ValueError, match="tune_every_days must be between 1 and 365"):
-        config.run_overrides({"tune_every_days": 0})
+        spec.form_overrides({"tune_every_days": 0})
 
 
-def test_the_reused_parameters_reach_the_job_s_arguments_and_the_job_reads_them_back(lake):
+def test_the_reused_parameters_reach_the_job_s_spec_and_the_job_reads_them_back(lake):
     write_params(lake, day(-1))
-    settings = tuning.settings_for_run(None, DS)
-    arguments = job_arguments(settings, "file:///lake", DS)
-    value = arguments[arguments.index("--reuse-params") + 1]
-    assert " " not in value, "one compact argument"
-    parsed = add_model_args(base_parser("test")).parse_args(arguments)
-    assert parsed.reuse_params == {"ds": day(-1), "als_explicit": RATING, "ease_ials": TOP_N}
-    assert parsed.tune is True
-    assert job_settings(parsed)["reuse_params"] == parsed.reuse_params, "recorded in params.json's settings"
-    # A job that does not train gets no decision; tuning off gets none either.
-    assert tuning.settings_for_run(None, DS, "similar.py").reuse_params is None
-    assert "--reuse-params" not in job_arguments(tuning.settings_for_run({"tune": "off"}, DS), "file:///lake", DS)
+    given = job_spec(None, DS)
+    arguments = job_arguments("file:///lake", DS, given)
+    assert arguments[:4] == ["--lake-root", "file:///lake", "--ds", DS] and arguments[4] == "--spec"
+    assert len(arguments) == 6, "the spec is one argument"
+    parsed = spec.job_parser("test").parse_args(arguments).spec
+    assert parsed == given and parsed.tuning.action == spec.REUSE and parsed.tuning.source_ds == day(-1)
+    assert parsed.tuning.params == REUSED and parsed.settings["tune"] is True
+    assert parsed.fit_params("als_explicit") == RATING and parsed.fit_params("ease_ials") == TOP_N
+    recorded = parsed.record(tuned=False)
+    assert recorded["tuning"] == {"action": "reuse", "reason": given.tuning.reason, "source_ds": day(-1), "version": None}
+    # A job that does not train gets no decision from the lake; tuning off gets none either.
+    assert job_spec(None, DS, "similar.py").tuning.action == spec.TUNE
+    off = job_spec({"tune": "off"}, DS)
+    assert (off.tuning.action, off.tuning.params) == (spec.OFF, None) and off.fit_params("als_explicit")["rank"] == 20
 
 
-def test_the_job_refuses_bad_reused_values_and_reuse_without_tuning(capsys):
-    from spark_jobs import train
-
-    parser = add_model_args(base_parser("test"))
+def test_the_job_refuses_bad_specs(capsys):
+    parser = spec.job_parser("test")
     base = ["--lake-root", "file:///lake", "--ds", DS]
-    good = {"ds": day(-1), "als_explicit": RATING, "ease_ials": TOP_N}
+    good = {"action": "reuse", "reason": "r", "source_ds": day(-1), "params": REUSED}
     for bad, message in (
-        ({**good, "als_explicit": {**RATING, "reg_param": -0.1}}, "als_explicit.reg_param must be between 0.0 and 10.0"),
-        ({**good, "ease_ials": {**TOP_N, "tuning_s": 3.0}}, "unknown ['tuning_s']"),
-        ({**good, "ds": "2026-02-30"}, "ds must be a real calendar date"),
-        ({k: v for k, v in good.items() if k != "ds"}, "missing ['ds']"),
+        ({"tuning": {**good, "params": {**REUSED, "als_reg_param": -0.1}}}, "reused als_reg_param must be between 0 and 10"),
+        ({"tuning": {**good, "params": {**REUSED, "tuning_s": 3.0}}}, "unknown ['tuning_s']"),
+        ({"tuning": {**good, "source_ds": "2026-02-30"}}, "ds must be a real calendar date"),
+        ({"tuning": {**good, "params": {k: v for k, v in REUSED.items() if k != "als_rank"}}}, "missing ['als_rank']"),
+        ({"tuning": good, "settings": {"tune": False}}, "tuning action 'reuse' contradicts tune=False"),
+        ({"tuning": {"action": "off", "reason": ""}}, "tuning action 'off' contradicts tune=True"),
+        ({"tuning": {"action": "tune", "reason": "", "params": REUSED}}, "tuning action 'tune' takes no params"),
+        ({"settings": {"als_rank": 0}}, "setting als_rank must be between 1 and 500, got 0"),
+        ({"settings": {"rank": 10}}, "unknown settings ['rank']"),
+        ({"settings": {}, "models": {}}, "the spec must be an object"),
     ):
         with pytest.raises(SystemExit):
-            parser.parse_args([*base, "--reuse-params", json.dumps(bad)])
-        assert message in capsys.readouterr().err
+            parser.parse_args([*base, "--spec", json.dumps(bad)])
+        assert message in capsys.readouterr().err, message
     with pytest.raises(SystemExit):
-        parser.parse_args([*base, "--reuse-params", "{not json"])
-    assert "--reuse-params: not JSON" in capsys.readouterr().err
-    both = parser.parse_args([*base, "--no-tune", "--reuse-params", json.dumps(good)])
-    with pytest.raises(ValueError, match="--reuse-params replaces tuning"):
-        train.check_params(both)
+        parser.parse_args([*base, "--spec", "{not json"])
+    assert "the spec is not JSON" in capsys.readouterr().err
+    # Given nothing, the job runs with the defaults and tunes.
+    assert parser.parse_args(base).spec == spec.JobSpec.build()
 
 
-def test_reusable_params_are_what_train_fits_each_model_with():
-    from types import SimpleNamespace
+def test_reused_settings_are_what_train_fits_each_model_with():
+    import inspect
 
-    from spark_jobs import train
+    from spark_jobs import rating_model, top_n_model, train
 
-    names = {name: None for specs in REUSABLE_PARAMS.values() for name in specs}
-    fields = {**names, "max_items": None}
-    assert set(REUSABLE_PARAMS) == {train.RATING_MODEL, train.TOP_N_MODEL}
-    assert set(REUSABLE_PARAMS[train.RATING_MODEL]) == set(train.rating_params(SimpleNamespace(**fields)))
-    assert set(REUSABLE_PARAMS[train.TOP_N_MODEL]) == set(train.top_n_params(SimpleNamespace(**fields)))
-
-
-def test_form_bounds_and_job_bounds_agree():
-    """A value the trigger form accepts for a tuned parameter is one a reusing job accepts too."""
-    job_names = {"als_rank": ("als_explicit", "rank"), "als_reg_param": ("als_explicit", "reg_param"),
-                 "als_max_iter": ("als_explicit", "max_iter"), "ease_reg": ("ease_ials", "ease_reg"),
-                 "ials_weight": ("ease_ials", "ials_weight"), "top_n_max_items": ("ease_ials", "max_items")}
-    for spec in config.RUN_SETTINGS:
-        if spec.name in job_names:
-            model, name = job_names[spec.name]
-            _, low, high = REUSABLE_PARAMS[model][name]
-            assert (low, high) == (spec.minimum, spec.maximum), spec.name
+    assert set(spec.MODELS) == {train.RATING_MODEL, train.TOP_N_MODEL}
+    fit_args = set(inspect.signature(rating_model.fit).parameters) - {"train", "seed"}
+    assert set(spec.model_settings(train.RATING_MODEL)) == fit_args
+    # The top-N model's fit takes exactly its settings' parameters (others are refused before any work).
+    with pytest.raises(ValueError, match=r"unknown top-N model parameters \['rank'\]"):
+        top_n_model.fit(None, {"rank": 3}, 0)
+    assert set(spec.model_defaults(train.TOP_N_MODEL)) == {"ease_reg", "ials_weight", "ials_rank", "ials_reg",
+                                                            "ials_alpha", "ials_iterations", "max_items"}
+    assert set(spec.reused_setting_names()) == {s.name for m in spec.MODELS for s in spec.model_settings(m).values()}
 
 
 def test_the_run_summary_says_where_the_parameters_came_from(lake):
     from movielens import pipeline
 
-    protocol = {"tuning": f"reused from ds={day(-2)}", "params_tuned_on": day(-2), "seed": 42}
-    lake.write_json(lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT, {"protocol": protocol, "settings": {}})
+    record = write_params(lake, DS, action=spec.REUSE, source_ds=day(-2), tune_every_days=3)
     summary = pipeline.build_run_summary(DS, "manual__1", "movielens_daily", run_params={"tune_every_days": 3})
-    assert summary["tuning"] == {"status": f"reused from ds={day(-2)}", "params_tuned_on": day(-2), "tune_every_days": 3}
-    assert summary["protocol"]["tuning"] == f"reused from ds={day(-2)}"
+    assert summary["tuning"] == {"action": "reuse", "reason": "as the test says", "source_ds": day(-2), "version": None,
+                                 "tune_every_days": 3}
+    assert summary["settings"] == record["spec"]["settings"] and summary["settings"]["tune_every_days"] == 3

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
-from movielens import config, tuning
+from movielens import config
 from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode, idempotency_token
 from movielens.lake import Lake
@@ -54,31 +54,30 @@ def upload_jobs(job: str = "daily.py") -> str:
 
 
 class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
-    """Runs ``spark_jobs/<job>`` (already in the workspace at ``python_file``) as a one-time run.
-
-    Connection, cluster and polling come from the configuration when the task runs, not at parse.
+    """Runs ``spark_jobs/<job>`` (already in the workspace at ``python_file``) as a one-time run, with the
+    run's ``job_spec``. Connection, cluster and polling come from the configuration when the task runs.
     """
 
-    template_fields = (*DatabricksSubmitRunOperator.template_fields, "python_file")
+    template_fields = (*DatabricksSubmitRunOperator.template_fields, "python_file", "job_spec")
 
-    def __init__(self, *, python_file: Any, job: str = "daily.py", **kwargs: Any):
+    def __init__(self, *, python_file: Any, job_spec: Any, job: str = "daily.py", **kwargs: Any):
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("run_name", f"movielens-{job.removesuffix('.py')}")
         super().__init__(**kwargs)
         self.python_file = python_file
+        self.job_spec = job_spec
         self.job = job
 
     def execute(self, context):
         ds = context["ds"]
-        settings = tuning.settings_for_run(context.get("params"), ds, self.job)
         compute = config.load_compute()
-        lake = Lake.from_settings(settings)
+        lake = Lake.from_settings(config.load())
         task: dict[str, Any] = {
             "task_key": TASK_KEY,
             "spark_python_task": {
                 "python_file": self.python_file,
                 "source": "WORKSPACE",
-                "parameters": job_arguments(settings, lake.spark_root(), ds),
+                "parameters": job_arguments(lake.spark_root(), ds, self.job_spec),
             },
         }
         if compute.databricks_cluster_id:

@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 
-from movielens import config, tuning
+from movielens import config
 from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode
 from movielens.lake import Lake
@@ -47,25 +47,18 @@ def _split_s3(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def spark_submit_args(settings, compute, lake_root: str, ds: str, code_url: str, job: str, submit_args: list[str]) -> list[str]:
+def spark_submit_args(arguments: list[str], code_url: str, job: str, submit_args: list[str]) -> list[str]:
     """The ``spark-submit`` command line of a job whose code is at ``code_url`` (``s3://.../<version>``)."""
-    return [
-        "spark-submit",
-        *submit_args,
-        "--py-files", f"{code_url}/{ZIP_NAME}",
-        f"{code_url}/spark_jobs/{job}",
-        *job_arguments(settings, lake_root, ds),
-    ]
+    return ["spark-submit", *submit_args, "--py-files", f"{code_url}/{ZIP_NAME}", f"{code_url}/spark_jobs/{job}",
+            *arguments]
 
 
-def upload_jobs(ds: str, job: str = "daily.py", run_params: dict | None = None) -> dict[str, Any]:
-    """Upload the code to S3; returns the EMR step, the serverless job driver and the cluster to use.
-
-    ``run_params``: the run's params; the model settings they set go into the job's arguments.
-    """
+def upload_jobs(ds: str, job_spec, job: str = "daily.py") -> dict[str, Any]:
+    """Upload the code to S3; returns the EMR step, the serverless job driver and the cluster to use, for
+    the run's ``job_spec``."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    settings = tuning.settings_for_run(run_params, ds, job)
+    settings = config.load()
     compute = config.load_compute()
     lake = Lake.from_settings(settings)
     code = JobCode.from_dir(settings.spark_jobs_dir)
@@ -75,8 +68,8 @@ def upload_jobs(ds: str, job: str = "daily.py", run_params: dict | None = None) 
     for name, data in objects.items():
         bucket, key = _split_s3(f"{code_url}/{name}")
         hook.load_bytes(data, key=key, bucket_name=bucket, replace=True)
-    lake_root = lake.spark_root()
-    step_args = spark_submit_args(settings, compute, lake_root, ds, code_url, job, compute.emr_spark_submit_args)
+    arguments = job_arguments(lake.spark_root(), ds, job_spec)
+    step_args = spark_submit_args(arguments, code_url, job, compute.emr_spark_submit_args)
     step = {
         "Name": f"movielens {job.removesuffix('.py')} {ds}",
         # A failed step must not stop a shared cluster; a cluster created for the run is terminated anyway.
@@ -86,7 +79,7 @@ def upload_jobs(ds: str, job: str = "daily.py", run_params: dict | None = None) 
     job_driver = {
         "sparkSubmit": {
             "entryPoint": f"{code_url}/spark_jobs/{job}",
-            "entryPointArguments": job_arguments(settings, lake_root, ds),
+            "entryPointArguments": arguments,
             "sparkSubmitParameters": f"--py-files {code_url}/{ZIP_NAME}",
         }
     }

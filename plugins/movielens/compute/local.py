@@ -14,23 +14,27 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from movielens import tuning
+from movielens import config
 from movielens.compute import job_arguments
 from movielens.compute.staging import LocalStaging
 from movielens.lake import Lake
 
 
 class LocalSparkJobOperator(SparkSubmitOperator):
-    """Runs ``spark_jobs/<job>`` with spark-submit; settings are read when the task runs, not at parse."""
+    """Runs ``spark_jobs/<job>`` with spark-submit and the run's ``job_spec`` (a dict, usually the XCom of
+    the run's plan); the platform's settings are read when the task runs, not at parse."""
 
-    def __init__(self, *, job: str = "daily.py", **kwargs: Any):
+    template_fields = (*SparkSubmitOperator.template_fields, "job_spec")
+
+    def __init__(self, *, job_spec: Any, job: str = "daily.py", **kwargs: Any):
         self.job = job
+        self.job_spec = job_spec
         kwargs.setdefault("name", f"movielens-{job.removesuffix('.py')}")
         super().__init__(application=job, conn_id=kwargs.pop("conn_id", "spark_default"), **kwargs)
 
     def execute(self, context) -> None:
         ds = context["ds"]
-        settings = tuning.settings_for_run(context.get("params"), ds, self.job)
+        settings = config.load()
         lake = Lake.from_settings(settings)
         if lake.is_local:
             self._submit(context, settings, lake.spark_root(), ds)
@@ -43,7 +47,7 @@ class LocalSparkJobOperator(SparkSubmitOperator):
 
     def _submit(self, context, settings, lake_root: str, ds: str) -> None:
         self.application = str(settings.spark_jobs_dir / self.job)
-        self.application_args = job_arguments(settings, lake_root, ds)
+        self.application_args = job_arguments(lake_root, ds, self.job_spec)
         self._conn_id = settings.spark_conn_id
         self.conf = {
             **(self.conf or {}),

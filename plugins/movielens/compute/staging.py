@@ -45,8 +45,8 @@ class Part:
 
     def rel(self, ds: str) -> str:
         if self.table:
-            return layout.table_dir("", self.zone, self.table, ds).lstrip("/")
-        return layout.join(layout.zone_dir("", self.zone, ds), self.sub or "").lstrip("/")
+            return layout.table_dir("", self.zone, self.table, ds)
+        return layout.join(layout.zone_dir("", self.zone, ds), self.sub or "")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class File:
     name: str
 
     def rel(self, ds: str) -> str:
-        return layout.join(layout.zone_dir("", self.zone, ds), self.name).lstrip("/")
+        return layout.join(layout.zone_dir("", self.zone, ds), self.name)
 
 
 def _tables(zone: str, names) -> list[Part]:
@@ -111,17 +111,6 @@ JOB_OUTPUTS["daily.py"] = [
 
 def _is_hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
-
-
-def rewrite_paths(obj: Any, old: str, new: str) -> Any:
-    """Replace the prefix ``old`` by ``new`` in every string of a JSON document (staging -> lake URLs)."""
-    if isinstance(obj, str):
-        return new + obj[len(old):] if obj == old or obj.startswith(old.rstrip("/") + "/") else obj
-    if isinstance(obj, list):
-        return [rewrite_paths(v, old, new) for v in obj]
-    if isinstance(obj, dict):
-        return {k: rewrite_paths(v, old, new) for k, v in obj.items()}
-    return obj
 
 
 class LocalStaging:
@@ -192,7 +181,7 @@ class LocalStaging:
             if isinstance(spec, History):
                 dates = self.lake.table_dates(spec.zone, spec.table, self.ds)
                 parts += [
-                    layout.table_dir("", spec.zone, spec.table, d).lstrip("/")
+                    layout.table_dir("", spec.zone, spec.table, d)
                     for d in dates
                     if spec.include_ds or d < self.ds
                 ]
@@ -273,8 +262,8 @@ class LocalStaging:
                 continue
             data = local.read_bytes()
             if rel.endswith(".json"):
-                # The job's report names staging paths: name the lake's instead, and say how staging went.
-                doc = rewrite_paths(json.loads(data), self.spark_root, self.lake.url)
+                # The job's report (paths relative to the lake root, true here too) says how staging went.
+                doc = json.loads(data)
                 doc["staging"] = {"local_compute_staged_through": "local disk", **self.stats}
                 data = (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode()
             fs, remote = self._remote(rel)

@@ -47,14 +47,15 @@ def metric_rows(current: dict[str, dict[str, float]], previous: dict[str, dict[s
 def tuning_text(summary: dict[str, Any]) -> str | None:
     """Where the models' parameters came from (the summary's ``tuning``), in a sentence; None if unknown."""
     tuning = summary.get("tuning") or {}
-    status, every = tuning.get("status"), tuning.get("tune_every_days")
+    action, every = tuning.get("action"), tuning.get("tune_every_days")
     schedule = f" (tuning every {every} days)" if every and every > 1 else ""
-    if status == "tuned":
+    if action == "tune":
         return "Model parameters: tuned in this run" + schedule + "."
-    if status == "off":
+    if action == "off":
         return "Model parameters: as configured (tuning off)."
-    if status:
-        return f"Model parameters: {status}, whose tuning chose them{schedule}; no tuning in this run."
+    if action == "reuse":
+        return (f"Model parameters: reused from ds={tuning.get('source_ds')}, whose tuning chose them{schedule}; "
+                "no tuning in this run.")
     return None
 
 
