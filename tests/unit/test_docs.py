@@ -34,7 +34,8 @@ def _anchors(markdown: str) -> set[str]:
     """Heading ids as MkDocs (Python-Markdown's toc) makes them; GitHub makes the same ones for our headings."""
     from markdown.extensions.toc import slugify
 
-    return {slugify(CODE_SPAN.sub(lambda m: m.group(0).strip("`"), h), "-") for h in HEADING.findall(FENCE.sub("", markdown))}
+    headings = HEADING.findall(FENCE.sub("", markdown))
+    return {slugify(CODE_SPAN.sub(lambda m: m.group(0).strip("`"), heading), "-") for heading in headings}
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -82,6 +83,9 @@ def test_readme_relative_links_resolve():
 
 def test_link_check_finds_broken_links():
     """The helpers above see links, skip code, and compute the anchors MkDocs makes."""
-    sample = "See [a](docs/a.md#x-y) and `[no](code.md)`.\n\n```\n[no](fenced.md)\n```\n## X y\n### Airflow (`make ui`)\n"
+    sample = (
+        "See [a](docs/a.md#x-y) and `[no](code.md)`.\n\n```\n[no](fenced.md)\n```\n"
+        "## X y\n### Airflow (`make ui`)\n"
+    )
     assert _links(sample) == ["docs/a.md#x-y"]
     assert _anchors(sample) == {"x-y", "airflow-make-ui"}
