@@ -33,7 +33,6 @@ if __package__ in (None, ""):  # run as a script by spark-submit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, session, spec

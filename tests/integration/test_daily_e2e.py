@@ -11,7 +11,7 @@ import re
 import pytest
 
 from movielens import localenv
-from spark_jobs.common import layout
+from spark_jobs.common import layout, spec
 from tests import e2e, lakecheck
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +70,10 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     assert METRIC_KEYS <= set(summary["metrics"]["als_explicit"])
     assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
     assert RANKING_KEYS <= set(summary["metrics"]["popularity"]) and RANKING_KEYS <= set(summary["metrics"]["ease_ials"])
+    # The models' artifacts are recorded relative to the lake root, and are there.
+    for model in ("als_explicit", "ease_ials"):
+        for name, rel in summary["models"][model]["artifacts"].items():
+            assert not rel.startswith(("/", "file:")) and (lake / rel).is_dir(), (model, name, rel)
     tuned = summary["models"]["ease_ials"]["params"]
     assert tuned["tuning_s"] > 0 and tuned["ease_reg"] > 0, "the default run tunes the top-N model"
     # iALS factors are kept when the tuned blend uses them (weight 0 is EASE alone).
@@ -134,7 +138,10 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     summary_again = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert summary_again["metrics"] == summary["metrics"]
     assert summary_again["row_counts"] == summary["row_counts"]
-    assert summary["tuning"] == summary_again["tuning"] == {"status": "tuned", "params_tuned_on": DS, "tune_every_days": 7}
+    assert summary["tuning"] == summary_again["tuning"]
+    assert {k: summary["tuning"][k] for k in ("action", "source_ds", "version", "tune_every_days")} == {
+        "action": "tune", "source_ds": None, "version": spec.TUNING_VERSION, "tune_every_days": 7}
+    assert summary["tuning"]["reason"].startswith("no run from ds=")
 
     # The next date (the same files land again) reuses the parameters DS's tuning chose: its Spark job got
     # them through spark-submit's arguments, tuned nothing, and still evaluated every model.
@@ -142,7 +149,8 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     state = run_dag(tmp_path, mailbox, source, next_ds)
     assert state == "success", (tmp_path / "dags_test.log").read_text()[-5000:]
     following = json.loads((lake / "reports" / f"ds={next_ds}" / layout.RUN_SUMMARY).read_text())
-    assert following["tuning"] == {"status": f"reused from ds={DS}", "params_tuned_on": DS, "tune_every_days": 7}
+    assert (following["tuning"]["action"], following["tuning"]["source_ds"]) == ("reuse", DS)
+    assert f"tuned on ds={DS}" in following["tuning"]["reason"] and following["tuning"]["tune_every_days"] == 7
     for model in ("als_explicit", "ease_ials"):
         chosen = {k: v for k, v in summary["models"][model]["params"].items() if k not in ("tuning_s", "tuning_user_fraction")}
         assert following["models"][model]["params"] == chosen, model

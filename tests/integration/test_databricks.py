@@ -22,12 +22,15 @@ from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode, idempotency_token
 from movielens.lake import Lake
 from spark_jobs.common import layout
+from spark_jobs.common.spec import JobSpec
 from tests import e2e
 from tests.databricks_server import FakeDatabricks
 
 DS = "2026-11-20"
 DAG_ID = "movielens_daily"
-TASK_ID = "spark_daily_databricks"
+TASK_ID = "spark.databricks_run"
+# The spec the run's plan hands the backend (tuning off: the backend is under test here).
+JOB_SPEC = JobSpec.build({"tune": False})
 
 
 @pytest.fixture
@@ -70,7 +73,7 @@ def submit(python_file: str, ctx: dict):
 
     from movielens.compute.databricks import DatabricksSparkJobOperator
 
-    op = DatabricksSparkJobOperator(task_id=TASK_ID, python_file=python_file)
+    op = DatabricksSparkJobOperator(task_id=TASK_ID, python_file=python_file, job_spec=JOB_SPEC.to_dict())
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     return op, deferred.value.trigger
@@ -107,7 +110,7 @@ def test_upload_submit_and_a_failing_remote_run(workspace, lake_url, monkeypatch
     assert task["spark_python_task"] == {
         "python_file": entry,
         "source": "WORKSPACE",
-        "parameters": job_arguments(settings, Lake.from_settings(settings).spark_root(), DS),
+        "parameters": job_arguments(Lake.from_settings(settings).spark_root(), DS, JOB_SPEC),
     }
     assert task["spark_python_task"]["parameters"][:2] == ["--lake-root", lake_url]
     assert task["new_cluster"] == normalise_json_content(config.DEFAULT_DATABRICKS_NEW_CLUSTER)
@@ -128,7 +131,7 @@ def test_upload_submit_and_a_failing_remote_run(workspace, lake_url, monkeypatch
     ctx2 = context()
     from movielens.compute.databricks import DatabricksSparkJobOperator
 
-    retry = DatabricksSparkJobOperator(task_id=TASK_ID, python_file=entry)
+    retry = DatabricksSparkJobOperator(task_id=TASK_ID, python_file=entry, job_spec=JOB_SPEC.to_dict())
     with pytest.raises(AirflowFailException, match="the driver was lost"):
         retry.execute(ctx2)  # already terminal: fails at once
     assert retry.run_id == run_id and len(workspace.runs) == 1
@@ -210,7 +213,7 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
         assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
         assert summary["files_validated"] == 4
         assert "Spark runs on: databricks" in log
-        assert summary["compute"]["backend"] == "databricks" and summary["compute"]["databricks_run_id"] == run["run_id"]
+        assert summary["compute"] == {"backend": "databricks", "run_id": run["run_id"], "url": server.run_page_url(run)}
         assert summary["links"]["spark_run"] == server.run_page_url(run)
         success = [m for m in mailbox.messages() if "files validated" in m["Subject"]]
         assert len(success) == 1

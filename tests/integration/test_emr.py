@@ -29,9 +29,12 @@ from movielens.compute import job_arguments
 from movielens.compute.remote import JobCode
 from movielens.lake import Lake
 from spark_jobs.common import layout
+from spark_jobs.common.spec import JobSpec
 from tests import e2e
 
 DS = "2026-11-20"
+# The spec the run's plan hands the backend (as an XCom: a dict).
+JOB_SPEC = JobSpec.build({"tune": False}).to_dict()
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def test_upload_and_the_step_on_a_cluster(aws, lake_url, tmp_path):
     server, bucket = aws
     settings = config.load()
     code = JobCode.from_dir(settings.spark_jobs_dir)
-    uploaded = emr.upload_jobs(DS, "daily.py")
+    uploaded = emr.upload_jobs(DS, JOB_SPEC, "daily.py")
     code_url = f"s3://{bucket}/code/{code.version}"
     assert uploaded["code_url"] == code_url
     assert server.keys(bucket) == [f"code/{code.version}/spark_jobs.zip", f"code/{code.version}/spark_jobs/daily.py"]
@@ -60,7 +63,7 @@ def test_upload_and_the_step_on_a_cluster(aws, lake_url, tmp_path):
     # The same code uploaded again gives the same bytes (a fixed zip), so a rerun changes nothing.
     assert code.zip_bytes() == JobCode.from_dir(settings.spark_jobs_dir).zip_bytes()
 
-    args = job_arguments(settings, Lake.from_settings(settings).spark_root(), DS)
+    args = job_arguments(Lake.from_settings(settings).spark_root(), DS, JOB_SPEC)
     expected = ["spark-submit", "--deploy-mode", "cluster", "--py-files", f"{code_url}/spark_jobs.zip",
                 f"{code_url}/spark_jobs/daily.py", *args]
     [step] = uploaded["steps"]
@@ -93,12 +96,12 @@ def test_emr_serverless_job(aws, lake_url, monkeypatch):
     monkeypatch.setenv("MOVIELENS_EMR_SERVERLESS_APP_ID", app)
     monkeypatch.setenv("MOVIELENS_EMR_SERVERLESS_ROLE_ARN", role)
     monkeypatch.setenv("MOVIELENS_EMR_SERVERLESS_LOG_URL", f"s3://{bucket}/logs")
-    uploaded = emr.upload_jobs(DS, "daily.py")
+    uploaded = emr.upload_jobs(DS, JOB_SPEC, "daily.py")
     emr.check_serverless(uploaded)
     settings = config.load()
     code_url = uploaded["code_url"]
     op = EmrServerlessStartJobOperator(
-        task_id="spark_daily_emr_serverless",
+        task_id="spark.emr_serverless_run",
         application_id=uploaded["application_id"],
         execution_role_arn=uploaded["execution_role_arn"],
         job_driver=uploaded["job_driver"],
@@ -111,14 +114,14 @@ def test_emr_serverless_job(aws, lake_url, monkeypatch):
     assert run["executionRole"] == role and run["name"] == f"movielens-daily-{DS}"
     assert run["jobDriver"]["sparkSubmit"] == {
         "entryPoint": f"{code_url}/spark_jobs/daily.py",
-        "entryPointArguments": job_arguments(settings, Lake.from_settings(settings).spark_root(), DS),
+        "entryPointArguments": job_arguments(Lake.from_settings(settings).spark_root(), DS, JOB_SPEC),
         "sparkSubmitParameters": f"--py-files {code_url}/spark_jobs.zip",
     }
     assert run["configurationOverrides"]["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"] == f"s3://{bucket}/logs"
 
     monkeypatch.delenv("MOVIELENS_EMR_SERVERLESS_ROLE_ARN")
     with pytest.raises(ValueError, match="MOVIELENS_EMR_SERVERLESS_ROLE_ARN"):
-        emr.check_serverless(emr.upload_jobs(DS, "daily.py"))
+        emr.check_serverless(emr.upload_jobs(DS, JOB_SPEC, "daily.py"))
 
 
 # --- end to end -----------------------------------------------------------------------------------
@@ -233,5 +236,6 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
         assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
     summary = json.loads((lake / "reports" / f"ds={DS}" / layout.RUN_SUMMARY).read_text())
     assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
-    assert summary["compute"]["backend"] == "emr" and summary["compute"]["emr_cluster_id"] == ours[0]["Id"]
+    assert summary["compute"]["backend"] == "emr" and summary["compute"]["cluster_id"] == ours[0]["Id"]
+    assert summary["compute"]["run_id"] == ran["step"]
     assert len([m for m in mailbox.messages() if "files validated" in m["Subject"]]) == 1

@@ -203,13 +203,13 @@ def test_tuning_decision_reads_earlier_runs_on_the_remote_lake(remote, monkeypat
 
     for name in ("MOVIELENS_TUNE", "MOVIELENS_TUNE_EVERY_DAYS", "MOVIELENS_SEED", "MOVIELENS_TOP_N_MAX_ITEMS"):
         monkeypatch.delenv(name, raising=False)
-    assert tuning.decide(remote.lake, config.load(), DS).action == tuning.TUNE
+    assert tuning.decide(remote.lake, config.load().spec, DS).action == tuning.TUNE
     write_params(remote.lake, day(-3, DS), rating={**RATING, "rank": 12})
-    write_params(remote.lake, day(-1, DS), tuning_status=f"reused from ds={day(-3, DS)}")
+    write_params(remote.lake, day(-1, DS), action=tuning.REUSE, source_ds=day(-3, DS))
     write_params(remote.lake, day(1, DS))  # a later date never counts
-    decision = tuning.decide(remote.lake, config.load(), DS)
+    decision = tuning.decide(remote.lake, config.load().spec, DS)
     assert decision.action == tuning.REUSE and decision.source_ds == day(-3, DS)
-    assert decision.reuse_params["als_explicit"]["rank"] == 12
+    assert decision.params["als_rank"] == 12
     assert f"ds={day(-3, DS)}" in decision.reason and remote.store in decision.reason
 
 
@@ -263,7 +263,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         for rel, data in written.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        report = {"lake_root": stage.spark_root, "outputs": {"x": f"{stage.spark_root}/gold/recommendations/ds={DS}"}}
+        report = {"outputs": {"recommendations": f"gold/recommendations/ds={DS}"}}
         (root / f"reports/ds={DS}/spark_job.json").parent.mkdir(parents=True)
         (root / f"reports/ds={DS}/spark_job.json").write_text(json.dumps(report))
         out = stage.upload()
@@ -282,8 +282,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
     assert f"bronze/tags/ds={before}/part-0.parquet" in keys and f"bronze/ratings/ds={after}/part-0.parquet" in keys
     assert not any("part-old" in k for k in keys), "old outputs of ds=D are replaced"
     saved = json.loads(remote.lake.path(f"reports/ds={DS}/spark_job.json").read_text())
-    assert saved["lake_root"] == remote.lake.url
-    assert saved["outputs"]["x"] == f"{remote.lake.url}/gold/recommendations/ds={DS}"
+    assert saved["outputs"] == report["outputs"], "relative to the lake root, as the job wrote them"
     assert saved["staging"]["in"]["files"] == 4
 
 
@@ -378,12 +377,16 @@ def test_daily_dag_end_to_end_on_remote_lake_and_rerun(remote, tmp_path, mailbox
     assert len(summary["sample_recommendations"]["1"]) == 10
     # The run's override reached the job (tuning is off: the rating model used it as given); the rest followed the env.
     assert summary["param_overrides"] == {"als_rank": ALS_RANK_PARAM}
-    assert summary["settings"]["rank"] == ALS_RANK_PARAM and summary["settings"]["tune"] is False
+    assert summary["settings"]["als_rank"] == ALS_RANK_PARAM and summary["settings"]["tune"] is False
     assert summary["models"]["als_explicit"]["params"]["rank"] == ALS_RANK_PARAM
     params_json = json.loads(lake.path(f"models/ds={DS}/params.json").read_text())
-    assert params_json["settings"] == summary["settings"]
+    assert params_json["spec"]["settings"] == summary["settings"]
+    # The models' artifacts are in the lake, where params.json says (not in the deleted staging folder).
+    for model in ("als_explicit", "ease_ials"):
+        for rel in params_json["models"][model]["artifacts"].values():
+            assert any(k.startswith(rel + "/") for k in keys), (model, rel)
     spark_report = json.loads((lake.zone(layout.REPORTS, DS) / layout.SPARK_REPORT).read_text())
-    assert spark_report["lake_root"] == url and spark_report["staging"]["in"]["files"] == 4
+    assert spark_report["staging"]["in"]["files"] == 4 and "lake_root" not in spark_report
     success = [m for m in mailbox.messages() if DS in m["Subject"] and "files validated" in m["Subject"]]
     assert len(success) == 1, [m["Subject"] for m in mailbox.messages()]
 

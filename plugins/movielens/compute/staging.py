@@ -26,7 +26,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from spark_jobs.common import layout
 
