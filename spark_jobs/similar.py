@@ -1,10 +1,10 @@
 """Similar movies: for every movie, the movies closest by cosine similarity of their ALS item factors.
 
-Computed as blocked matrix products: the unit-length factor matrix (movies x rank, float32) is broadcast
-once, each Spark task scores a block of movies against all of them (``block @ all.T``) and keeps the top
-n with ``argpartition`` (:func:`spark_jobs.common.ranking.top_k_block`, the same routine that ranks
-movies for users, with "seen" = the movie itself). Memory per task is bounded by the block size, and a
-movie is never compared one pair at a time in Python.
+Computed as blocked matrix products by the jobs' one top-k scorer (:mod:`spark_jobs.common.scoring`):
+the unit-length factor matrix (movies x rank, float32) is broadcast once, each Spark task scores a block
+of movies against all of them (``block @ all.T``) and keeps the top n with ``argpartition``, "seen" being
+the movie itself. Memory per task is bounded by the block size, and a movie is never compared one pair at
+a time in Python.
 
 Output ``gold/similar_movies/ds=D/``: movieId, title, rank, similar_movieId, similar_title, similarity.
 """
@@ -20,9 +20,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import layout, ranking, session
-
-SIMILAR_SCHEMA = "movieId int, rank int, similar_movieId int, similarity float"
+from spark_jobs.common import layout, ranking, scoring, session
 
 
 def unit_factors(item_ids, item_vectors):
@@ -39,39 +37,22 @@ def unit_factors(item_ids, item_vectors):
 
 def similar_movies(item_factors: DataFrame, n: int) -> DataFrame:
     """Top ``n`` other movies per movie from an ALS ``itemFactors`` frame (id, features)."""
+    import numpy as np
+
     rows = item_factors.select("id", "features").collect()
     ids, vectors = unit_factors([r["id"] for r in rows], [r["features"] for r in rows])
     spark = item_factors.sparkSession
-    shared = spark.sparkContext.broadcast((ids, vectors))
-    parallelism = max(1, spark.sparkContext.defaultParallelism)
 
-    def score(batches):
-        import numpy as np
-        import pandas as pd
+    def rank(value, batch):
+        all_ids, all_vectors = value
+        block_ids = batch["movieId"].to_numpy(dtype=np.int64)
+        own = np.searchsorted(all_ids, block_ids)
+        # "Seen" is the movie itself: never its own neighbour.
+        yield (block_ids, *ranking.top_k_block(all_vectors[own], all_ids, all_vectors, [[i] for i in block_ids.tolist()], n), {})
 
-        all_ids, all_vectors = shared.value
-        for pdf in batches:
-            if pdf.empty:
-                continue
-            block_ids = pdf["movieId"].to_numpy(dtype=np.int64)
-            rows = np.searchsorted(all_ids, block_ids)
-            top_ids, top_scores = ranking.top_k_block(
-                all_vectors[rows], all_ids, all_vectors, [[i] for i in block_ids.tolist()], n
-            )
-            frame = pd.DataFrame(
-                {
-                    "movieId": np.repeat(block_ids, n).astype("int32"),
-                    "rank": np.tile(np.arange(1, n + 1, dtype="int32"), len(block_ids)),
-                    "similar_movieId": top_ids.reshape(-1),
-                    "similarity": top_scores.reshape(-1).astype("float32"),
-                }
-            )
-            frame = frame[frame["similar_movieId"] >= 0]
-            frame["similar_movieId"] = frame["similar_movieId"].astype("int32")
-            yield frame
-
-    movie_ids = spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(parallelism)
-    return movie_ids.mapInPandas(score, SIMILAR_SCHEMA)
+    movie_ids = spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(
+        max(1, spark.sparkContext.defaultParallelism))
+    return scoring.top_k_lists(movie_ids, (ids, vectors), rank, scoring.SIMILAR_MOVIES)
 
 
 def with_titles(similar: DataFrame, movies: DataFrame) -> DataFrame:

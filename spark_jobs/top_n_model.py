@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs import evaluation
-from spark_jobs.common import ranking, spec
+from spark_jobs.common import ranking, scoring, spec
 
 EASE_REGS = (100.0, 200.0, 400.0, 800.0)
 #: Up to this many ratings, EASE's Gram matrix and the iALS solves run on the driver, with the same
@@ -354,60 +354,47 @@ def recommend(model: TopNModel, k: int, users: DataFrame | None = None, weights:
     movies gets the most popular ones. ``weights``: several blend weights scored in one pass (tuning).
     """
     data = model.data
-    spark = data.by_user.sparkSession
     tie = (data.popularity / max(1.0, float(data.popularity.max())) * 1e-3).astype(np.float32)
     weights = [model.ials_weight] if weights is None else list(weights)
     ials = model.ials
-    shared = spark.sparkContext.broadcast({
+    shared = {
         "item_ids": data.item_ids, "b": model.ease, "tie": tie,
         "v": ials.item_factors if ials else None, "uids": ials.user_ids if ials else None,
         "u": ials.user_factors if ials else None,
-    })
+    }
     who = data.by_user.select(F.col("key").alias("userId")) if users is None else users.select("userId").distinct()
     scored = who.join(data.by_user.select(F.col("key").alias("userId"), "idx"), "userId", "left")
     several = len(weights) > 1
-    schema = ranking.RECOMMENDATION_SCHEMA + (", variant int" if several else "")
 
-    def score(batches):
-        import pandas as pd
-
-        s = shared.value
+    def rank(s, batch):
         ids, b, v = s["item_ids"], s["b"], s["v"]
         block = max(1, max_cells // max(1, len(ids)))
-        for pdf in batches:
-            for start in range(0, len(pdf), block):
-                part = pdf.iloc[start: start + block]
-                if part.empty:
-                    continue
-                x = np.zeros((len(part), len(ids)), dtype=np.float32)
-                for row, idx in enumerate(part["idx"]):
-                    if idx is not None and len(idx):
-                        x[row, np.asarray(idx, dtype=np.int64)] = 1.0
-                ease = _zscore(x @ b) if b is not None else None
-                factors = None
-                if v is not None:
-                    user = part["userId"].to_numpy(dtype=np.int64)
-                    pos = np.minimum(np.searchsorted(s["uids"], user), len(s["uids"]) - 1)
-                    known = (s["uids"][pos] == user)[:, None]
-                    factors = _zscore(np.where(known, s["u"][pos], 0.0).astype(np.float32) @ v.T)
-                seen = x > 0
-                frames = []
-                for variant, weight in enumerate(weights):
-                    if ease is not None and factors is not None:
-                        total = ease + np.float32(weight) * factors
-                    else:
-                        total = (ease if ease is not None else factors).copy()
-                    total += s["tie"]
-                    total[seen] = -np.inf
-                    top, top_scores = ranking.top_k_dense(total, k)
-                    top_ids = np.where(top >= 0, ids[np.maximum(top, 0)], -1)
-                    frame = ranking.recommendation_frame(part["userId"].to_numpy(), top_ids, top_scores)
-                    if several:
-                        frame["variant"] = np.int32(variant)
-                    frames.append(frame)
-                yield pd.concat(frames, ignore_index=True) if several else frames[0]
+        for start in range(0, len(batch), block):
+            part = batch.iloc[start: start + block]
+            x = np.zeros((len(part), len(ids)), dtype=np.float32)
+            for row, idx in enumerate(part["idx"]):
+                if idx is not None and len(idx):
+                    x[row, np.asarray(idx, dtype=np.int64)] = 1.0
+            ease = _zscore(x @ b) if b is not None else None
+            factors = None
+            if v is not None:
+                user = part["userId"].to_numpy(dtype=np.int64)
+                pos = np.minimum(np.searchsorted(s["uids"], user), len(s["uids"]) - 1)
+                known = (s["uids"][pos] == user)[:, None]
+                factors = _zscore(np.where(known, s["u"][pos], 0.0).astype(np.float32) @ v.T)
+            seen = x > 0
+            for variant, weight in enumerate(weights):
+                if ease is not None and factors is not None:
+                    total = ease + np.float32(weight) * factors
+                else:
+                    total = (ease if ease is not None else factors).copy()
+                total += s["tie"]
+                total[seen] = -np.inf
+                top, top_scores = ranking.top_k_dense(total, k)
+                top_ids = np.where(top >= 0, ids[np.maximum(top, 0)], -1)
+                yield part["userId"].to_numpy(), top_ids, top_scores, {"variant": np.int32(variant)} if several else {}
 
-    return scored.mapInPandas(score, schema)
+    return scoring.top_k_lists(scored, shared, rank, extra_schema=", variant int" if several else "")
 
 
 def fit(train: DataFrame, params: dict, seed: int) -> TopNModel:

@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs import evaluation, rating_model, top_n_model
-from spark_jobs.common import layout, ranking, session, spec
+from spark_jobs.common import layout, ranking, scoring, session, spec
 from spark_jobs.common.spec import JobSpec
 
 RATING_MODEL = spec.RATING_MODEL
@@ -56,20 +56,14 @@ def factor_top_k(users: DataFrame, seen: DataFrame, item_ids, item_vectors, k: i
     import numpy as np
 
     order = np.argsort(item_ids)
-    shared = users.sparkSession.sparkContext.broadcast(
-        (np.asarray(item_ids, dtype=np.int64)[order], np.asarray(item_vectors, dtype=np.float32)[order])
-    )
+    shared = (np.asarray(item_ids, dtype=np.int64)[order], np.asarray(item_vectors, dtype=np.float32)[order])
 
-    def score(batches):
-        ids, vectors = shared.value
-        for pdf in batches:
-            if pdf.empty:
-                continue
-            user_vectors = np.vstack(pdf["features"].to_numpy()).astype(np.float32)
-            top_ids, top_scores = ranking.top_k_block(user_vectors, ids, vectors, list(pdf["seen"]), k)
-            yield ranking.recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores)
+    def rank(value, batch):
+        ids, vectors = value
+        user_vectors = np.vstack(batch["features"].to_numpy()).astype(np.float32)
+        yield (batch["userId"].to_numpy(), *ranking.top_k_block(user_vectors, ids, vectors, list(batch["seen"]), k), {})
 
-    return users.join(seen, "userId", "left").mapInPandas(score, ranking.RECOMMENDATION_SCHEMA)
+    return scoring.top_k_lists(users.join(seen, "userId", "left"), shared, rank)
 
 
 def popularity_top_k(train: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
@@ -77,19 +71,13 @@ def popularity_top_k(train: DataFrame, users: DataFrame, seen: DataFrame, k: int
     import numpy as np
 
     counts = train.groupBy("movieId").count().toPandas().sort_values(["count", "movieId"], ascending=[False, True])
-    ranked_ids = counts["movieId"].to_numpy(dtype=np.int64)
-    ranked_scores = counts["count"].to_numpy(dtype=np.float32)
-    shared = users.sparkSession.sparkContext.broadcast((ranked_ids, ranked_scores))
+    shared = (counts["movieId"].to_numpy(dtype=np.int64), counts["count"].to_numpy(dtype=np.float32))
 
-    def score(batches):
-        ids, scores = shared.value
-        for pdf in batches:
-            if pdf.empty:
-                continue
-            top_ids, top_scores = ranking.top_k_same_order(ids, scores, list(pdf["seen"]), k)
-            yield ranking.recommendation_frame(pdf["userId"].to_numpy(), top_ids, top_scores)
+    def rank(value, batch):
+        ids, scores = value
+        yield (batch["userId"].to_numpy(), *ranking.top_k_same_order(ids, scores, list(batch["seen"]), k), {})
 
-    return users.select("userId").distinct().join(seen, "userId", "left").mapInPandas(score, ranking.RECOMMENDATION_SCHEMA)
+    return scoring.top_k_lists(users.select("userId").distinct().join(seen, "userId", "left"), shared, rank)
 
 
 def rating_model_top_k(model: rating_model.RatingModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:

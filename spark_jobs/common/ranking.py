@@ -18,8 +18,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
-#: Spark schema of recommendation lists (the frames of :func:`recommendation_frame`).
-RECOMMENDATION_SCHEMA = "userId int, rank int, movieId int, score float"
 
 
 def top_k_block(

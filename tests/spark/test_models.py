@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spark_jobs import evaluation, rating_model, top_n_model
-from spark_jobs.common import ranking
+from spark_jobs.common import scoring
 
 pytestmark = pytest.mark.spark
 
@@ -176,7 +176,7 @@ def test_top_n_never_recommends_seen_movies_and_serves_unknown_users(spark):
 def test_ranking_metrics_by_hand(spark):
     recs = spark.createDataFrame(
         [(1, 1, 10, 1.0), (1, 2, 11, 0.9), (1, 3, 12, 0.8), (2, 1, 20, 1.0), (2, 2, 10, 0.5), (3, 1, 30, 1.0)],
-        ranking.RECOMMENDATION_SCHEMA,
+        scoring.schema(),
     )
     test = _ratings(spark, [(1, 11, 4.0), (1, 99, 3.0), (2, 21, 5.0)])  # user 3 has no test movie: not evaluated
     m = evaluation.ranking_metrics(recs, test, k=3, catalogue_size=10)
