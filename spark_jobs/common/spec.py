@@ -63,12 +63,15 @@ class Setting:
         return "MOVIELENS_" + self.name.upper()
 
     def bounds_text(self) -> str:
+        def number(x: float) -> str:
+            return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.minimum is not None and self.maximum is not None:
-            return f"between {self.minimum:g} and {self.maximum:g}"
+            return f"between {number(self.minimum)} and {number(self.maximum)}"
         if self.minimum is not None:
-            return f"at least {self.minimum:g}"
+            return f"at least {number(self.minimum)}"
         return ""
 
     def check(self, value: Any, where: str | None = None) -> Any:

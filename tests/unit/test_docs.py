@@ -17,6 +17,9 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 README_MAX_LINES = 250
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+RUN_SETTINGS_BLOCK = re.compile(r"(<!-- run settings: generated from spark_jobs/common/spec.py -->\n).*?(<!-- end of run settings -->)",
+                                re.S)
 
 # [text](target) or [text](target "title"); images too. Code spans and fenced blocks are removed first.
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -89,3 +92,33 @@ def test_link_check_finds_broken_links():
     )
     assert _links(sample) == ["docs/a.md#x-y"]
     assert _anchors(sample) == {"x-y", "airflow-make-ui"}
+
+
+def run_settings_table() -> str:
+    """The configuration page's table of the run spec's settings (variable, default, bounds, form field, help)."""
+    from spark_jobs.common import spec
+
+    rows = ["| variable | default | values | form field | meaning |", "| --- | --- | --- | --- | --- |"]
+    for setting in spec.SETTINGS:
+        default = str(setting.default).lower() if setting.type is bool else setting.default
+        values = ("`true`, `false`" if setting.type is bool else
+                  ", ".join(f"`{c}`" for c in setting.choices) if setting.choices else
+                  f"{setting.type.__name__}, {setting.bounds_text()}")
+        rows.append(f"| `{setting.env}` | `{default}` | {values} | {f'`{setting.name}`' if setting.title else ''} | "
+                    f"{setting.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_configuration_page_lists_every_run_setting_as_the_spec_defines_it():
+    page = CONFIGURATION.read_text(encoding="utf-8")
+    block = RUN_SETTINGS_BLOCK.search(page)
+    assert block, "docs/configuration.md lost its generated run settings block"
+    assert block.group(0) == block.group(1) + run_settings_table() + block.group(2), (
+        "docs/configuration.md's run settings differ from spark_jobs/common/spec.py: run "
+        "`python -m tests.unit.test_docs` to rewrite them")
+
+
+if __name__ == "__main__":  # rewrite the generated block of docs/configuration.md
+    page = CONFIGURATION.read_text(encoding="utf-8")
+    CONFIGURATION.write_text(RUN_SETTINGS_BLOCK.sub(lambda m: m.group(1) + run_settings_table() + m.group(2), page),
+                             encoding="utf-8")
