@@ -27,7 +27,7 @@ $(STAMP): requirements-dev.lock
 	# Compiled bytecode: without it GX and airflow.sdk import 2-3 times slower.
 	# The runtime set and the dev group (tests, local tooling, docs); the Docker image has requirements.lock only.
 	$(VENV)/bin/uv pip sync --quiet --python $(PY) --compile-bytecode requirements-dev.lock
-	# Our package (plugins/) and the Spark jobs (repo root) on the environment's path.
+	# Our package (plugins/), and the Spark jobs and the dev tooling devenv/ (repo root) on the environment's path.
 	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/movielens_platform.pth
 	touch $(STAMP)
 
@@ -46,13 +46,13 @@ system-packages:
 install: $(STAMP) $(AZURITE) system-packages
 
 demo: $(STAMP)
-	$(PY) -m movielens.cli demo --ds $(DS)
+	$(PY) -m devenv demo --ds $(DS)
 
 test: $(STAMP) $(AZURITE) system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
-	$(PY) -m movielens.cli ui --port 8080
+	$(PY) -m devenv ui --port 8080
 
 # Runtime first (pyproject's dependencies: the image's set), then runtime + the dev group on exactly those versions.
 # Each keeps the versions already in its file unless pyproject.toml asks otherwise.

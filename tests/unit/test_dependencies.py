@@ -117,6 +117,7 @@ def test_the_docker_image_installs_the_runtime_lock_only():
     uv_version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert packages == [f"uv=={uv_version}"], "nothing but the installer besides the lock"
     assert "requirements-dev.lock" not in dockerfile and "--group" not in dockerfile
+    assert "devenv" not in dockerfile, "the development tooling stays out of the image"
     for name in DEV_ONLY:
         assert not re.search(rf"\b{name}\b", dockerfile, re.I), name
 
