@@ -1,5 +1,5 @@
-# The project's Airflow image: Airflow 3.3.2 on Python 3.11 with the exact lock, Java for local Spark,
-# and the project's DAGs, plugins, Spark jobs and suites.
+# The project's Airflow image: Airflow 3.3.2 on Python 3.11 with the exact runtime lock (requirements.lock: no test
+# or development packages), Java for local Spark, and the project's DAGs, plugins, Spark jobs and suites.
 FROM apache/airflow:3.3.2-python3.11
 
 USER root

@@ -19,14 +19,15 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install system-packages demo test ui lock clean
 
-$(STAMP): requirements.lock
+$(STAMP): requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	@command -v java >/dev/null || { echo "needs Java 17 (java on PATH) for Spark"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	# Compiled bytecode: without it GX and airflow.sdk import 2-3 times slower.
-	$(VENV)/bin/uv pip sync --quiet --python $(PY) --compile-bytecode requirements.lock
-	# Our package (plugins/) and the Spark jobs (repo root) on the environment's path.
+	# The runtime set and the dev group (tests, local tooling, docs); the Docker image has requirements.lock only.
+	$(VENV)/bin/uv pip sync --quiet --python $(PY) --compile-bytecode requirements-dev.lock
+	# Our package (plugins/), and the Spark jobs and the dev tooling devenv/ (repo root) on the environment's path.
 	printf '%s\n%s\n' "$(CURDIR)/plugins" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/movielens_platform.pth
 	touch $(STAMP)
 
@@ -45,16 +46,19 @@ system-packages:
 install: $(STAMP) $(AZURITE) system-packages
 
 demo: $(STAMP)
-	$(PY) -m movielens.cli demo --ds $(DS)
+	$(PY) -m devenv demo --ds $(DS)
 
 test: $(STAMP) $(AZURITE) system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
-	$(PY) -m movielens.cli ui --port 8080
+	$(PY) -m devenv ui --port 8080
 
+# Runtime first (pyproject's dependencies: the image's set), then runtime + the dev group on exactly those versions.
+# Each keeps the versions already in its file unless pyproject.toml asks otherwise.
 lock: $(STAMP)
-	$(VENV)/bin/uv pip compile requirements.in -o requirements.lock --universal --python-version 3.11
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml -o requirements.lock --universal --python-version 3.11
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --group dev -c requirements.lock -o requirements-dev.lock --universal --python-version 3.11
 
 clean:
 	rm -rf var

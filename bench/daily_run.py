@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/daily_run.py [--dir DIR] [--ds 2026-11-20] [--runs 2] [--next-days 1]
 
-Runs `python -m movielens.cli demo` (the same as `make demo`) on a fresh lake and Airflow home under
+Runs `python -m devenv demo` (the same as `make demo`) on a fresh lake and Airflow home under
 var/bench/, and prints total wall time, the dags-test time, per-stage times from the run summary
 (validation + routing per file, Spark start, bronze, silver, gold, train and its steps, similar), the
 peak resident memory of the whole process tree (Airflow, the Spark JVM, Python workers), and a table of
@@ -90,7 +90,7 @@ def main() -> None:
     dates = [args.ds] * args.runs + [(first + dt.timedelta(days=n)).isoformat() for n in range(1, args.next_days + 1)]
     for run, ds in enumerate(dates, start=1):
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "movielens.cli", "demo", "--ds", ds], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "devenv", "demo", "--ds", ds], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         peak = 0
         out_chunks: list[str] = []

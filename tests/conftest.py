@@ -54,7 +54,7 @@ def spark():
 
 @pytest.fixture
 def mailbox(tmp_path):
-    from movielens.notify.mailbox import Mailbox
+    from devenv.mailbox import Mailbox
 
     with Mailbox(tmp_path / "mail") as box:
         yield box

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-# One definition of "a free port" for the product and the tests.
-from movielens.localenv import free_port
+# One definition of "a free port" for the local tooling and the tests.
+from devenv.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_DIR = ROOT / "tools" / "azurite"

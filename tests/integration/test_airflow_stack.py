@@ -1,5 +1,5 @@
 """Airflow 3 as deployed, without Docker: ``airflow api-server``, ``scheduler`` (LocalExecutor),
-``dag-processor`` and ``triggerer`` as separate processes (``movielens.localenv.AirflowStack``, what
+``dag-processor`` and ``triggerer`` as separate processes (``devenv.local_airflow.AirflowStack``, what
 ``make ui`` runs) on a real PostgreSQL metadata DB, with generated data, local Spark and a real SMTP server.
 
 One stack serves the module:
@@ -27,8 +27,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from movielens import localenv
-from movielens.notify.mailbox import Mailbox
+from devenv import local_airflow
+from devenv.mailbox import Mailbox
 from spark_jobs.common import layout
 from tests import lakecheck
 from tests.servers import free_port
@@ -45,7 +45,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @dataclasses.dataclass
 class Deployment:
-    stack: localenv.AirflowStack
+    stack: local_airflow.AirflowStack
     lake: Path
     work: Path
     mail: Mailbox
@@ -68,7 +68,7 @@ def deployment(tmp_path_factory, postgres_server):
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
     serving_db = postgres_server.create_database("movielens_serving")
     with Mailbox(work / "mail") as mail:
-        env = localenv.airflow_env(
+        env = local_airflow.airflow_env(
             home=work / "airflow",
             smtp_conn=mail.connection_uri_json(),
             lake_url=(work / "lake").as_uri(),
@@ -87,7 +87,7 @@ def deployment(tmp_path_factory, postgres_server):
             },
         )
         database = postgres_server.create_database("airflow_stack")
-        stack = localenv.AirflowStack(env, log_dir=work / "logs", sql_alchemy_conn=postgres_server.sqlalchemy_url(database))
+        stack = local_airflow.AirflowStack(env, log_dir=work / "logs", sql_alchemy_conn=postgres_server.sqlalchemy_url(database))
         try:
             stack.start()
             stack.wait_for_dags([DAILY, SIMILAR])
@@ -110,11 +110,11 @@ def test_the_stack_runs_on_postgresql_and_needs_a_login(deployment):
     assert {health[k]["status"] for k in ("metadatabase", "scheduler", "dag_processor", "triggerer")} == {"healthy"}
     config = stack.airflow(["config", "get-value", "database", "sql_alchemy_conn"], capture_output=True, text=True)
     assert config.stdout.strip().startswith("postgresql+psycopg2://"), config.stdout + config.stderr
-    with pytest.raises(localenv.AirflowError, match="HTTP 401"):
+    with pytest.raises(local_airflow.AirflowError, match="HTTP 401"):
         stack.request("GET", "/api/v2/dags", auth=False)
-    with pytest.raises(localenv.AirflowError, match="HTTP 401"):
+    with pytest.raises(local_airflow.AirflowError, match="HTTP 401"):
         stack.request("POST", "/auth/token", {"username": "admin", "password": "wrong"}, auth=False)
-    for component in localenv.COMPONENTS:
+    for component in local_airflow.COMPONENTS:
         assert stack.log_file(component).stat().st_size > 0, component
 
 
@@ -161,7 +161,7 @@ def land(deployment: Deployment, ds: str, seed: int) -> dict[str, str]:
     return hashes
 
 
-def backfill_runs(stack: localenv.AirflowStack) -> dict[str, dict]:
+def backfill_runs(stack: local_airflow.AirflowStack) -> dict[str, dict]:
     runs = [r for r in stack.dag_runs(DAILY) if r["logical_date"][:10] in BACKFILL_DATES]
     return {r["logical_date"][:10]: r for r in runs}
 
@@ -170,7 +170,7 @@ def when(stamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp)
 
 
-def task_instance(stack: localenv.AirflowStack, run_id: str, task_id: str) -> dict:
+def task_instance(stack: local_airflow.AirflowStack, run_id: str, task_id: str) -> dict:
     return stack.request("GET", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}")
 
 

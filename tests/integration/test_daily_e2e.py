@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from movielens import localenv
+from devenv import local_airflow
 from spark_jobs.common import layout, spec
 from tests import e2e, lakecheck
 
@@ -38,8 +38,8 @@ def airflow_env_for(tmp_path, mailbox, source) -> dict[str, str]:
 
 def run_dag(tmp_path, mailbox, source, ds: str = DS):
     env = airflow_env_for(tmp_path, mailbox, source)
-    localenv.migrate(env)
-    return localenv.dags_test("movielens_daily", ds, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
+    local_airflow.migrate(env)
+    return local_airflow.dags_test("movielens_daily", ds, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
 
 
 def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
@@ -117,14 +117,14 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     # On demand: the movies most similar to the top recommendation, with titles, logged and written.
     env = airflow_env_for(tmp_path, mailbox, source)
     movie = recs[0]["movieId"]
-    state = localenv.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": movie, "n": 20}, log_file=tmp_path / "similar.log")
+    state = local_airflow.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": movie, "n": 20}, log_file=tmp_path / "similar.log")
     assert state == "success", (tmp_path / "similar.log").read_text()[-5000:]
     answer = json.loads((lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").read_text())
     assert answer["title"] == recs[0]["title"] and answer["model_ds"] == DS
     assert [s["rank"] for s in answer["similar"]] == list(range(1, 21))
     assert movie not in [s["movieId"] for s in answer["similar"]] and all(s["title"] for s in answer["similar"])
     assert answer["similar"][0]["title"] in (tmp_path / "similar.log").read_text()
-    state = localenv.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": 99999999}, log_file=tmp_path / "similar_unknown.log")
+    state = local_airflow.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": 99999999}, log_file=tmp_path / "similar_unknown.log")
     assert state == "failed" and "movie 99999999 is not in the models" in (tmp_path / "similar_unknown.log").read_text()
     (lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").unlink()  # not a daily output
 
@@ -188,8 +188,8 @@ def test_files_that_never_land_time_out_with_a_failure_email(tmp_path, mailbox):
     """Nothing lands for the date: the deferred wait gives up after its timeout and emails the team."""
     env = airflow_env_for(tmp_path, mailbox, tmp_path / "no_source")
     env.update(MOVIELENS_WAIT_TIMEOUT_SECONDS="3", MOVIELENS_WAIT_POKE_SECONDS="1")
-    localenv.migrate(env)
-    state = localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "none"}, log_file=tmp_path / "dags_test.log")
+    local_airflow.migrate(env)
+    state = local_airflow.dags_test("movielens_daily", DS, env, conf={"ingest": "none"}, log_file=tmp_path / "dags_test.log")
     log = (tmp_path / "dags_test.log").read_text()
     assert state == "failed", log[-3000:]
     assert f"timed out after 3 s waiting for the files of ds={DS}" in log

@@ -183,7 +183,7 @@ def source(tmp_path_factory):
 
 @pytest.mark.e2e
 def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
-    from movielens import localenv
+    from devenv import local_airflow
 
     with FakeDatabricks(tmp_path / "databricks") as server:
         server.pending_s = 2.0
@@ -194,9 +194,9 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
             "AIRFLOW_CONN_DATABRICKS_DEFAULT": server.connection_json(),
             "MOVIELENS_DATABRICKS_POLL_SECONDS": "2",
         })
-        localenv.migrate(env)
+        local_airflow.migrate(env)
         log_file = tmp_path / "dags_test.log"
-        state = localenv.dags_test(DAG_ID, DS, env, conf={"ingest": "folder", "compute": "databricks"}, log_file=log_file)
+        state = local_airflow.dags_test(DAG_ID, DS, env, conf={"ingest": "folder", "compute": "databricks"}, log_file=log_file)
         log = log_file.read_text()
         assert state == "success", log[-6000:]
         [run] = server.runs.values()
@@ -224,7 +224,7 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
         server.fail_next_run = "com.databricks.backend.common.rpc.DriverStoppedException: Driver down"
         env["MOVIELENS_COMPUTE"] = "databricks"
         log_file = tmp_path / "dags_test_failing.log"
-        state = localenv.dags_test(DAG_ID, ds2, env, conf={"ingest": "folder"}, log_file=log_file)
+        state = local_airflow.dags_test(DAG_ID, ds2, env, conf={"ingest": "folder"}, log_file=log_file)
         log = log_file.read_text()
         assert state == "failed", log[-6000:]
         failed_run = next(r for r in server.runs.values() if r["run_id"] != run["run_id"])

@@ -200,7 +200,8 @@ class EmrCluster(threading.Thread):
 
 @pytest.mark.e2e
 def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp_path, mailbox):
-    from movielens import localenv, synthetic
+    from devenv import local_airflow
+    from movielens import synthetic
 
     source = tmp_path / "source"
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
@@ -217,9 +218,9 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
     cluster_player = EmrCluster(moto_server, tmp_path)
     cluster_player.start()
     try:
-        localenv.migrate(env)
+        local_airflow.migrate(env)
         log_file = tmp_path / "dags_test.log"
-        state = localenv.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=log_file)
+        state = local_airflow.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=log_file)
     finally:
         cluster_player.stop()
     log = log_file.read_text()

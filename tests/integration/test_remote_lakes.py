@@ -299,7 +299,7 @@ def source(tmp_path_factory):
 @pytest.fixture
 def mailbox_with_password(tmp_path):
     """The SMTP server, taking mail only from a client that logs in with this test's password."""
-    from movielens.notify.mailbox import Mailbox
+    from devenv.mailbox import Mailbox
 
     # Characters a connection URI must quote.
     with Mailbox(tmp_path / "mail", credentials=("movielens", f"smtp:pass@{uuid.uuid4().hex}%")) as box:
@@ -307,7 +307,7 @@ def mailbox_with_password(tmp_path):
 
 
 def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> str:
-    from movielens import localenv
+    from devenv import local_airflow
 
     connections = {remote.conn_id: json.loads(remote.conn_json), "smtp_default": mailbox.connection()}
     if remote.backend == "s3":
@@ -315,7 +315,7 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
         connection_env = remote.server.secrets_backend_env(connections)
     else:
         connection_env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}
-    env = localenv.airflow_env(
+    env = local_airflow.airflow_env(
         home=tmp_path / "airflow",
         lake_url=remote.lake.url,
         extra={
@@ -335,10 +335,10 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
         for conn_id in connections:  # the unit-level fixture put the lake's in this process's environment
             env.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
     if not (tmp_path / "airflow" / "airflow.db").exists():
-        localenv.migrate(env)
+        local_airflow.migrate(env)
     # One model setting from the trigger form: it must reach the Spark job (the environment says 20).
     conf = {"ingest": "folder", "als_rank": ALS_RANK_PARAM}
-    return localenv.dags_test("movielens_daily", DS, env, conf=conf, log_file=tmp_path / log_name)
+    return local_airflow.dags_test("movielens_daily", DS, env, conf=conf, log_file=tmp_path / log_name)
 
 
 @pytest.mark.e2e

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_the_airflow_3_topology_runs_from_our_own_image(resolved):
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow")
         assert not any("_PIP_ADDITIONAL_REQUIREMENTS" in key for key in env), "packages come from the image"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    airflow_pin = re.search(r"^apache-airflow==(\S+)", (ROOT / "requirements.in").read_text(), re.M).group(1)
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [airflow_pin] = [d.split("==", 1)[1] for d in dependencies if d.startswith("apache-airflow==")]
     assert re.search(rf"^FROM apache/airflow:{re.escape(airflow_pin)}-python3\.11$", dockerfile, re.M)
     assert "requirements.lock" in dockerfile
 

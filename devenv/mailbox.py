@@ -2,7 +2,7 @@
 
 The embedded default sends the platform's emails here, so a user can open them (any mail client
 opens ``.eml``); tests use it as the real SMTP peer. Run it alone with
-``python -m movielens.notify.mailbox --dir var/mail --port 8025``.
+``python -m devenv.mailbox --dir var/mail --port 8025``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from movielens.localenv import free_port
+from devenv.ports import free_port
 
 
 class _SaveToFolder:

@@ -1,6 +1,5 @@
-"""The embedded default: Airflow on SQLite in ``var/airflow``, local Spark, the ``file://`` lake, a local
-SMTP server writing ``.eml`` files to ``var/mail``. One definition used by ``make demo``, ``make ui``
-and the end-to-end tests.
+"""Airflow of the embedded default: SQLite in ``var/airflow``, local Spark, the ``file://`` lake, mail to a
+local SMTP server (:mod:`devenv.mailbox`). One definition for ``make demo``, ``make ui`` and the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devenv.ports import free_port
 from movielens.config import PROJECT_ROOT, VAR_DIR
 
 VENV_BIN = Path(sys.executable).parent
@@ -107,16 +107,6 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now (bound, read, released): chosen at run time,
-    never fixed, since other processes on the machine may hold the usual ones."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class AirflowError(RuntimeError):
     """The stack did not start, or the REST API answered with an error."""
 
@@ -137,7 +127,7 @@ class AirflowStack:
             run = stack.trigger("movielens_daily", "2026-11-20", conf={"ingest": "folder"})
             stack.wait_for_run("movielens_daily", run["dag_run_id"])
 
-    ``make ui`` (``python -m movielens.cli ui``) and the end-to-end tests use this one class.
+    ``make ui`` (``python -m devenv ui``) and the end-to-end tests use this one class.
     """
 
     def __init__(
