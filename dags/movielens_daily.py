@@ -67,7 +67,7 @@ def movielens_daily():
 
         return landing.land(config.load(), require_ds(ds), params["ingest"])
 
-    @task.sensor(poke_interval=30, mode="reschedule", timeout=24 * 3600)
+    @task.sensor(poke_interval=10, mode="reschedule", timeout=24 * 3600)
     def wait_for_earlier_runs(ti=None) -> bool:
         from movielens.sensors import wait_for_earlier_run
 
