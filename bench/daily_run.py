@@ -15,7 +15,7 @@ first date's tuning chose instead of tuning (each run prints where its parameter
 The default folder is ../shared/movielens/ml-latest-small (quality and per-stage times). For the scale
 benchmark, generate an ML-25M-shaped folder first and point --dir at it:
 
-    .venv/bin/python -m movielens.synthetic --size 25m --out var/synthetic-25m
+    .venv/bin/python -m movielens.ingest.synthetic --size 25m --out var/synthetic-25m
     MOVIELENS_SPARK_DRIVER_MEMORY=10g .venv/bin/python bench/daily_run.py --dir var/synthetic-25m --runs 1
 """
 

@@ -64,18 +64,18 @@ def main() -> None:
             "AIRFLOW_CONN_MOVIELENS_SERVING": server.connection_json(),
             "MOVIELENS_SERVING_CONN_ID": "movielens_serving",
         })
-        from movielens import serving
+        from movielens.serving import lookup, publish
 
         for label, ds in (("first publish", "2026-11-20"), ("rerun of the same date", "2026-11-20"),
                           ("next date (every row changes)", "2026-11-21")):
             started = time.perf_counter()
-            result = serving.publish(ds)
+            result = publish.publish(ds)
             print(f"{label:<32} {time.perf_counter() - started:6.1f} s  rows {result['rows']}")
         for source in ("db", "lake"):
             times = []
             for user in range(1, 2001, 100):
                 started = time.perf_counter()
-                serving.lookup_recommendations(user, 10, source)
+                lookup.lookup_recommendations(user, 10, source)
                 times.append(time.perf_counter() - started)
             print(f"lookup recommend --from {source:<4} median {statistics.median(times) * 1000:7.1f} ms "
                   f"(20 users, max {max(times) * 1000:.1f} ms)")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/validate_ratings.py [--rows 25000000] [--compare-rows N] [--dir var/bench/validate]
 
 1. Writes ``ratings.csv`` with N rows (default 25 M, like ml-25m) under ``--dir``, with the project's
-   generator (``movielens.synthetic``) when it is importable, else with the small numpy writer below
+   generator (``movielens.ingest.synthetic``) when it is importable, else with the small numpy writer below
    (``--generator numpy`` forces it); an existing file of the same size and generator is reused.
 2. Runs each measurement in its own subprocess, so each peak RSS (``ru_maxrss``) is that method's own:
    - streaming: ``movielens.validation.validate_file(path, "ratings", run_date)``;
@@ -80,7 +80,7 @@ def make_file(directory: Path, rows: int, generator: str) -> tuple[Path, str]:
     meta_path = directory / "ratings.meta.json"
     if generator == "auto":
         try:
-            import movielens.synthetic  # noqa: F401  (is the project's generator there?)
+            import movielens.ingest.synthetic  # noqa: F401  (is the project's generator there?)
 
             generator = "synthetic"
         except Exception:  # noqa: BLE001 - the project's generator is optional here
@@ -90,7 +90,7 @@ def make_file(directory: Path, rows: int, generator: str) -> tuple[Path, str]:
         return path, generator
     started = time.monotonic()
     if generator == "synthetic":
-        from movielens import synthetic
+        from movielens.ingest import synthetic
 
         presets = {r: name for name, (_, _, r) in synthetic.SIZES.items()}
         if rows in presets:

@@ -63,7 +63,8 @@ from movielens.trigger_form import model_params
 def movielens_daily():
     @task
     def land_files(ds=None, params=None) -> dict:
-        from movielens import config, landing
+        from movielens import config
+        from movielens.ingest import landing
 
         return landing.land(config.load(), require_ds(ds), params["ingest"])
 
@@ -105,9 +106,9 @@ def movielens_daily():
 
     @task
     def publish_serving(ds=None) -> dict:
-        from movielens import serving
+        from movielens.serving import publish
 
-        return serving.publish_or_skip(ds)
+        return publish.publish_or_skip(ds)
 
     @task(trigger_rule="none_failed_min_one_success")
     def write_run_summary(landing: dict, compute: dict, serving: dict | None, ds=None, run_id=None, dag=None,

@@ -47,12 +47,17 @@ DAG_ID = "movielens_similar_movies"
 def movielens_similar_movies():
     @task
     def find_similar_movies(ds=None, params=None) -> dict:
-        from movielens import similar
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from movielens.serving import ServingError, lookup
 
         ds = require_ds(ds)
-        result = similar.lookup(ds, int(params["movie_id"]), int(params["n"]))
-        result["written_to"] = similar.write_lookup(ds, result)
-        print(similar.as_text(result))
+        try:
+            result = lookup.lookup_similar(int(params["movie_id"]), int(params["n"]), "lake", ds)
+        except ServingError as err:  # no outputs yet, or a movie without ratings: retrying cannot help
+            raise AirflowFailException(str(err)) from None
+        result["written_to"] = lookup.write_answer(ds, result)
+        print(lookup.similar_text(result))
         return result
 
     find_similar_movies()

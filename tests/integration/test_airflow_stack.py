@@ -61,7 +61,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, postgres_server):
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     work = tmp_path_factory.mktemp("stack")
     source = work / "source"
@@ -147,7 +147,7 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
 
 def land(deployment: Deployment, ds: str, seed: int) -> dict[str, str]:
     """A day's files straight into landing/ds=D/ (files arriving on their own); their SHA-256 by name."""
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     source = deployment.work / f"source-{ds}"
     synthetic.generate_size(source, "tiny", seed=seed, end=dt.date.fromisoformat(ds))
@@ -272,9 +272,9 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
             step = "the answer in the task log"
             ds = run["logical_date"][:10]
             answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
-            assert answer["model_ds"] == DS and [s["rank"] for s in answer["similar"]] == [1, 2, 3, 4, 5]
+            assert answer["model_ds"] == DS and [r["rank"] for r in answer["rows"]] == [1, 2, 3, 4, 5]
             page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
-            expect(page.get_by_text(answer["similar"][0]["title"]).first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(answer["rows"][0]["similar_title"]).first).to_be_visible(timeout=60_000)
         except BaseException:
             shot = tmp_path / "ui-failure.png"
             page.screenshot(path=str(shot), full_page=True)

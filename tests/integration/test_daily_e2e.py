@@ -23,7 +23,7 @@ METRIC_KEYS = {"rmse", "mae"} | RANKING_KEYS
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     folder = tmp_path_factory.mktemp("source")
     synthetic.generate_size(folder, "tiny", seed=7, end=dt.date.fromisoformat(DS))
@@ -120,12 +120,13 @@ def test_daily_run_end_to_end_and_rerun(tmp_path, mailbox, source):
     state = local_airflow.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": movie, "n": 20}, log_file=tmp_path / "similar.log")
     assert state == "success", (tmp_path / "similar.log").read_text()[-5000:]
     answer = json.loads((lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").read_text())
-    assert answer["title"] == recs[0]["title"] and answer["model_ds"] == DS
-    assert [s["rank"] for s in answer["similar"]] == list(range(1, 21))
-    assert movie not in [s["movieId"] for s in answer["similar"]] and all(s["title"] for s in answer["similar"])
-    assert answer["similar"][0]["title"] in (tmp_path / "similar.log").read_text()
+    assert answer["id"] == movie and answer["model_ds"] == DS
+    assert {r["title"] for r in answer["rows"]} == {recs[0]["title"]}
+    assert [r["rank"] for r in answer["rows"]] == list(range(1, 21))
+    assert movie not in [r["similar_movie_id"] for r in answer["rows"]] and all(r["similar_title"] for r in answer["rows"])
+    assert answer["rows"][0]["similar_title"] in (tmp_path / "similar.log").read_text()
     state = local_airflow.dags_test("movielens_similar_movies", DS, env, conf={"movie_id": 99999999}, log_file=tmp_path / "similar_unknown.log")
-    assert state == "failed" and "movie 99999999 is not in the models" in (tmp_path / "similar_unknown.log").read_text()
+    assert state == "failed" and "movie 99999999 has no similar_movies in" in (tmp_path / "similar_unknown.log").read_text()
     (lake / "reports" / f"ds={DS}" / "similar_movies" / f"movie_{movie}.json").unlink()  # not a daily output
 
     # A rerun of the same date (files landed again) leaves the same files, bytes, tables and counts, and the same report.

@@ -174,7 +174,7 @@ def test_the_fake_workspace_refuses_what_databricks_refuses(workspace):
 # --- end to end -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     folder = tmp_path_factory.mktemp("source")
     synthetic.generate_size(folder, "tiny", seed=7, end=dt.date.fromisoformat(DS))

@@ -201,7 +201,7 @@ class EmrCluster(threading.Thread):
 @pytest.mark.e2e
 def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp_path, mailbox):
     from devenv import local_airflow
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     source = tmp_path / "source"
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))

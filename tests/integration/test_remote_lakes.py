@@ -288,7 +288,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
 # --- end to end -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     folder = tmp_path_factory.mktemp("source")
     synthetic.generate_size(folder, "tiny", seed=7, end=dt.date.fromisoformat(DS))

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from movielens import datasets
+from movielens.ingest import datasets
 from tests.servers import free_port
 
 LATEST_RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n"
@@ -372,12 +372,12 @@ def test_command_line(tmp_path, server, latest_zip, capsys):
     (src / "ratings.dat").write_text("1::1::5::978300760\n")
     (src / "movies.dat").write_text("1::Toy Story (1995)::Comedy\n")
     done = subprocess.run(
-        [sys.executable, "-m", "movielens.datasets", "convert", str(src), str(tmp_path / "out")],
+        [sys.executable, "-m", "movielens.ingest.datasets", "convert", str(src), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "out"), done.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "movielens.datasets", "download", "ml-latest-small", "--cache", str(tmp_path / "d"),
+        [sys.executable, "-m", "movielens.ingest.datasets", "download", "ml-latest-small", "--cache", str(tmp_path / "d"),
          "--base-url", f"http://127.0.0.1:{free_port()}", "--no-progress"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from movielens import cli, serving
+from movielens.serving import ServingError, cli, lookup, publish
 from spark_jobs.common import layout
 
 TITLES = {1: "Toy Story (1995)", 2: "Jumanji (1995)", 3: "Heat (1995)", 4: "Casino (1995)", 5: "Fargo (1996)"}
@@ -58,13 +58,13 @@ def test_publish_upserts_forward_in_time_and_reruns_change_nothing(serving_db, l
     write_gold(root, "2026-11-01", {7: [1, 2, 3], 8: [4, 5, 1]}, {1: [2, 3], 2: [1, 3]})
     write_gold(root, "2026-11-02", {7: [5, 4], 9: [1, 2, 3]}, {1: [3, 2]})
 
-    first = serving.publish("2026-11-01")
+    first = publish.publish("2026-11-01")
     assert first["rows"] == {"recommendations": 6, "similar_movies": 4}
     before = serving_db("SELECT user_id, rank, movie_id, ds::text, published_at FROM movielens_recommendations ORDER BY 1, 2")
-    serving.publish("2026-11-01")  # a rerun: not one row touched, not even its published_at
+    publish.publish("2026-11-01")  # a rerun: not one row touched, not even its published_at
     assert serving_db("SELECT user_id, rank, movie_id, ds::text, published_at FROM movielens_recommendations ORDER BY 1, 2") == before
 
-    serving.publish("2026-11-02")
+    publish.publish("2026-11-02")
     expected_recs = {
         7: [(1, 5, "2026-11-02"), (2, 4, "2026-11-02")],  # user 7's shorter new list: rank 3 is gone
         8: [(1, 4, "2026-11-01"), (2, 5, "2026-11-01"), (3, 1, "2026-11-01")],  # not in the new run: kept
@@ -77,7 +77,7 @@ def test_publish_upserts_forward_in_time_and_reruns_change_nothing(serving_db, l
     }
 
     # A backfill of the older date afterwards does not bring old lists back.
-    serving.publish("2026-11-01")
+    publish.publish("2026-11-01")
     assert served(serving_db, "movielens_recommendations", "user_id", "movie_id") == expected_recs
     assert serving_db("SELECT ds::text, recommendations, similar_movies FROM movielens_serving_runs ORDER BY ds") == [
         ("2026-11-01", 6, 4), ("2026-11-02", 5, 2)
@@ -85,8 +85,8 @@ def test_publish_upserts_forward_in_time_and_reruns_change_nothing(serving_db, l
 
 
 def test_publish_without_gold_tables_fails_clearly_and_writes_nothing(serving_db, lake_url):
-    with pytest.raises(serving.ServingError, match=r"gold/recommendations/ds=2026-11-05 does not exist"):
-        serving.publish("2026-11-05")
+    with pytest.raises(ServingError, match=r"gold/recommendations/ds=2026-11-05 does not exist"):
+        publish.publish("2026-11-05")
     assert serving_db("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'movielens_%'") == [(0,)]
 
 
@@ -94,26 +94,26 @@ def test_lookups_from_the_lake_and_the_database_agree(serving_db, lake_url):
     root = lake_root(lake_url)
     write_gold(root, "2026-11-01", {7: [1, 2, 3]}, {1: [2, 3, 4]})
     write_gold(root, "2026-11-02", {7: [3, 4, 5]}, {1: [5, 4, 3]})
-    serving.publish("2026-11-01")
-    serving.publish("2026-11-02")
+    publish.publish("2026-11-01")
+    publish.publish("2026-11-02")
 
     for source in ("lake", "db"):
-        recs = serving.lookup_recommendations(7, n=2, source=source)
+        recs = lookup.lookup_recommendations(7, n=2, source=source)
         assert recs["model_ds"] == "2026-11-02", source
         assert [(r["rank"], r["movie_id"], r["title"]) for r in recs["rows"]] == [(1, 3, "Heat (1995)"), (2, 4, "Casino (1995)")]
-        like = serving.lookup_similar(1, n=3, source=source)
+        like = lookup.lookup_similar(1, n=3, source=source)
         assert [r["similar_title"] for r in like["rows"]] == ["Fargo (1996)", "Casino (1995)", "Heat (1995)"], source
-    older = serving.lookup_recommendations(7, n=3, source="lake", ds="2026-11-01")
+    older = lookup.lookup_recommendations(7, n=3, source="lake", ds="2026-11-01")
     assert [r["movie_id"] for r in older["rows"]] == [1, 2, 3]
-    with pytest.raises(serving.ServingError, match="user 99 has no recommendations"):
-        serving.lookup_recommendations(99, source="db")
-    with pytest.raises(serving.ServingError, match="movie 42 has no similar_movies"):
-        serving.lookup_similar(42, source="lake")
+    with pytest.raises(ServingError, match="user 99 has no recommendations"):
+        lookup.lookup_recommendations(99, source="db")
+    with pytest.raises(ServingError, match="movie 42 has no similar_movies"):
+        lookup.lookup_similar(42, source="lake")
 
 
 def test_cli_answers_recommend_and_similar_with_titles(serving_db, lake_url, capsys):
     write_gold(lake_root(lake_url), "2026-11-01", {42: [2, 5]}, {1: [3, 5]})
-    serving.publish("2026-11-01")
+    publish.publish("2026-11-01")
 
     assert cli.main(["recommend", "--user", "42", "--from", "db"]) == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from movielens import synthetic
+from movielens.ingest import synthetic
 
 from spark_jobs.common.layout import GENRES, NO_GENRES
 
@@ -280,13 +280,13 @@ def test_few_ratings_per_user_and_a_small_catalog(tmp_path):
 
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
-    command = [sys.executable, "-m", "movielens.synthetic", "--size", "tiny", "--out", str(out), "--seed", "4"]
+    command = [sys.executable, "-m", "movielens.ingest.synthetic", "--size", "tiny", "--out", str(out), "--seed", "4"]
     done = subprocess.run([*command, "--end", "2024-05-01"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "3,000 ratings" in done.stdout and "seed 4" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     bad = subprocess.run(
-        [sys.executable, "-m", "movielens.synthetic", "--size", "huge", "--out", str(out)],
+        [sys.executable, "-m", "movielens.ingest.synthetic", "--size", "huge", "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -1,7 +1,7 @@
-"""``python -m movielens.cli recommend|similar``: answers from the latest outputs.
+"""``python -m movielens.serving.cli recommend|similar``: answers from the latest outputs.
 
 ``recommend --user 42`` / ``similar --movie 1``, from the lake (``--from lake``, the default) or the serving
-database (``--from db``, see ``movielens.serving``). The embedded default's ``demo`` and ``ui`` are development
+database (``--from db``, see :mod:`movielens.serving`). The embedded default's ``demo`` and ``ui`` are development
 tooling: ``python -m devenv``.
 """
 
@@ -12,14 +12,14 @@ import sys
 
 
 def answer(command: str, item_id: int, n: int, source: str, ds: str | None) -> int:
-    from movielens import serving
+    from movielens.serving import ServingError, lookup
 
     try:
         if command == "recommend":
-            print(serving.recommendations_text(serving.lookup_recommendations(item_id, n, source, ds)))
+            print(lookup.recommendations_text(lookup.lookup_recommendations(item_id, n, source, ds)))
         else:
-            print(serving.similar_text(serving.lookup_similar(item_id, n, source, ds)))
-    except serving.ServingError as err:
+            print(lookup.similar_text(lookup.lookup_similar(item_id, n, source, ds)))
+    except ServingError as err:
         print(f"movielens {command}: {err}", file=sys.stderr)
         return 1
     return 0

@@ -11,7 +11,7 @@ Sources, by ingest mode (``MOVIELENS_INGEST`` or the DAG's ``ingest`` param):
   saying so in one line;
 - ``none``: land nothing (production: files arrive in landing from elsewhere).
 
-Command line: ``python -m movielens.landing --ds 2026-11-20 [--mode auto]``.
+Command line: ``python -m movielens.ingest.landing --ds 2026-11-20 [--mode auto]``.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ def folder_source(folder: Path, cache_dir: Path) -> Path:
         raise FileNotFoundError(f"MOVIELENS_DIR={folder} is not a folder")
     if _csv_layout(folder):
         return folder
-    from movielens import datasets
+    from movielens.ingest import datasets
 
     return datasets.convert_legacy(folder, cache_dir / "converted" / folder.name)
 
 
 def synthetic_source(settings: config.Settings, ds: str) -> Path:
-    from movielens import synthetic
+    from movielens.ingest import synthetic
 
     out = settings.cache_dir / "synthetic" / f"{settings.synthetic_size}-seed{settings.seed}-upto{ds}"
     if not (out / "ratings.csv").exists():
@@ -64,7 +64,7 @@ def resolve_source(settings: config.Settings, mode: str, ds: str) -> tuple[Path 
         folder = Path(settings.movielens_dir).expanduser().resolve()
         return folder_source(folder, settings.cache_dir), f"folder {folder}"
     if mode in ("download", "auto"):
-        from movielens import datasets
+        from movielens.ingest import datasets
 
         try:
             folder = datasets.release_folder(settings.release, settings.cache_dir)

@@ -12,9 +12,9 @@ Standard library only: it runs wherever the DAGs run.
 
 Command line::
 
-    python -m movielens.datasets download ml-latest-small --cache DIR
-    python -m movielens.datasets convert SRC OUT
-    python -m movielens.datasets list
+    python -m movielens.ingest.datasets download ml-latest-small --cache DIR
+    python -m movielens.ingest.datasets convert SRC OUT
+    python -m movielens.ingest.datasets list
 """
 
 from __future__ import annotations

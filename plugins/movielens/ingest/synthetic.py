@@ -16,7 +16,7 @@ own random stream (derived from the seed and the block number), as numpy arrays,
 text every ``chunk_rows`` rows. Because the random streams follow the blocks, not the chunks, the
 output is byte-identical for a given seed whatever ``chunk_rows`` is.
 
-Command line: ``python -m movielens.synthetic --size tiny|small|1m|25m --out DIR [--seed N] [--end YYYY-MM-DD]``.
+Command line: ``python -m movielens.ingest.synthetic --size tiny|small|1m|25m --out DIR [--seed N] [--end YYYY-MM-DD]``.
 """
 
 from __future__ import annotations
