@@ -7,8 +7,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 DS ?= $(shell date +%F)
-# Test processes (pytest-xdist; each test module runs whole in one of them). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 # Azurite (Azure Storage emulator, npm) for the tests of the abfs:// lake, exactly as locked.
 AZURITE_DIR := tools/azurite
@@ -51,7 +49,7 @@ demo: $(STAMP)
 	$(PY) -m devenv demo --ds $(DS)
 
 test: $(STAMP) $(AZURITE) system-packages
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(PY) -m devenv ui --port 8080
