@@ -238,7 +238,7 @@ def run_engine(args) -> dict:
                                                  np.abs(again.item_factors - factors.item_factors).max()))
     if args.loss:
         result["loss"] = ials_loss(data, factors, args.reg, args.alpha)
-    if engine == "spark-als" and data.local:
+    if engine.startswith("spark-als"):
         # Spark's last half-step solves the users from the items: one of our row solves from Spark's item
         # factors must give Spark's user factors back if the two solve the same equations.
         y = factors.item_factors.astype(np.float64)
@@ -309,7 +309,8 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=str(ROOT.parent / "shared" / "movielens" / "ml-latest-small"))
-    parser.add_argument("--work", default=str(ROOT / "var" / "bench" / "ials-engines"))
+    parser.add_argument("--work", default=str(ROOT / "var" / "ials-engines"),
+                        help="split and results (not under var/bench/, which bench/daily_run.py clears)")
     parser.add_argument("--engines", nargs="*", default=list(ENGINES),
                         help="ours-driver, ours-spark, spark-als or spark-als:BLOCKS")
     parser.add_argument("--max-users", type=int, default=None, help="keep users 1..N (a fraction of the file)")

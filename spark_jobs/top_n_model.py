@@ -11,7 +11,9 @@ score(u, i) = z_u(EASE) + ials_weight * z_u(iALS), each part standardised per us
   regularisation reg * n as in ALS-WR). Above ``LOCAL_MAX_RATINGS`` it is Spark's own
   ``ALS(implicitPrefs=True)``, which solves exactly these equations (regParam = reg, no mapping); up to
   it, the same equations are solved on the driver with batched numpy solves (:func:`solve_rows`), about
-  7x faster than Spark's ALS on ml-latest-small at equal quality (bench/RESULTS.md, "iALS by the engine").
+  7x faster than Spark's ALS on ml-latest-small at equal quality. Our own Spark solver (mapInPandas) was
+  1.44x faster than Spark's ALS at ML-25M scale, short of the 2x that would keep it (bench/RESULTS.md,
+  "iALS: Spark's ALS or our own solver").
 
 The two make different errors (a full-rank item-item regression, a low-rank factorisation), which is
 why the blend ranks better than either. Every rating counts as an interaction, whatever its value:
