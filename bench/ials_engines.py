@@ -181,14 +181,10 @@ def run_engine(args) -> dict:
     train_rows, test_rows = train.count(), test.count()
     if engine == "ours-spark":
         top_n_model.LOCAL_MAX_RATINGS = 0
-
-        def fit(data, **p):
-            return fit_ours_spark(data, **p)
+        fit = fit_ours_spark
     elif engine == "ours-driver":
         top_n_model.LOCAL_MAX_RATINGS = 10 ** 12
-
-        def fit(data, **p):
-            return top_n_model.fit_ials(data, **p)
+        fit = top_n_model.fit_ials
     elif engine == "spark-als":
         def fit(data, **p):
             return top_n_model.fit_spark_als(data, **p, blocks=int(blocks) if blocks else None)
@@ -222,7 +218,7 @@ def run_engine(args) -> dict:
                                                  np.abs(again.item_factors - factors.item_factors).max()))
     if args.loss:
         result["loss"] = ials_loss(data, factors, args.reg, args.alpha)
-    if engine.startswith("spark-als"):
+    if engine == "spark-als":
         # Spark's last half-step solves the users from the items: one of our row solves from Spark's item
         # factors must give Spark's user factors back if the two solve the same equations.
         y = factors.item_factors.astype(np.float64)
