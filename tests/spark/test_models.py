@@ -226,6 +226,10 @@ def test_tuning_picks_from_its_grid_on_a_validation_split(spark):
     best = min((t for t in trials if t["rank"] > 0), key=lambda t: t["rmse"])
     assert (chosen["rank"], chosen["reg_param"]) == (best["rank"], best["reg_param"])
     assert len([t for t in trials if t["rank"] == 0]) == 2
+    # A trial is fit() with its parameters: the biases it shares with the other ALS trials are fit()'s own.
+    vtrain, vtest, _ = evaluation.validation_split(df, 0.25, None, 42)
+    model = rating_model.fit(vtrain, best["rank"], best["reg_param"], 5, best["reg_user"], best["reg_item"], seed=42)
+    assert evaluation.rating_metrics(rating_model.predict(model, vtest))["rmse"] == best["rmse"]
     params, trials = top_n_model.tune(df, {"ials_rank": 3, "ials_iterations": 2}, seed=42, validation_fraction=0.25,
                                       max_users=None, k=5, ease_regs=(5.0, 50.0), ials_weights=(0.0, 1.0), extend=1)
     top = max(trials, key=lambda t: (t["ndcg_at_5"], t["precision_at_5"], -t["ease_reg"], -t["ials_weight"]))
