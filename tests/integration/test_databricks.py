@@ -194,7 +194,7 @@ def test_daily_dag_on_databricks_then_a_failing_run(tmp_path, mailbox, source):
             "AIRFLOW_CONN_DATABRICKS_DEFAULT": server.connection_json(),
             "MOVIELENS_DATABRICKS_POLL_SECONDS": "2",
         })
-        local_airflow.migrate(env)
+        e2e.migrate(env)
         log_file = tmp_path / "dags_test.log"
         state = local_airflow.dags_test(DAG_ID, DS, env, conf={"ingest": "folder", "compute": "databricks"}, log_file=log_file)
         log = log_file.read_text()

@@ -218,7 +218,7 @@ def test_daily_dag_on_emr_creates_runs_and_terminates_a_cluster(moto_server, tmp
     cluster_player = EmrCluster(moto_server, tmp_path)
     cluster_player.start()
     try:
-        local_airflow.migrate(env)
+        e2e.migrate(env)
         log_file = tmp_path / "dags_test.log"
         state = local_airflow.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=log_file)
     finally:

@@ -22,7 +22,7 @@ import pytest
 
 from movielens.lake import Lake, RoutingError, lake_url_from_spark, spark_url, storage_account
 from spark_jobs.common import layout
-from tests import leaks
+from tests import e2e, leaks
 
 DS = "2026-11-20"
 PREFIX = "platform/lake"
@@ -335,7 +335,7 @@ def run_daily(remote: RemoteLake, tmp_path, mailbox, source, log_name: str) -> s
         for conn_id in connections:  # the unit-level fixture put the lake's in this process's environment
             env.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
     if not (tmp_path / "airflow" / "airflow.db").exists():
-        local_airflow.migrate(env)
+        e2e.migrate(env)
     # One model setting from the trigger form: it must reach the Spark job (the environment says 20).
     conf = {"ingest": "folder", "als_rank": ALS_RANK_PARAM}
     return local_airflow.dags_test("movielens_daily", DS, env, conf=conf, log_file=tmp_path / log_name)
