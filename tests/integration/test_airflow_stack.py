@@ -1,17 +1,23 @@
 """Airflow 3 as deployed, without Docker: ``airflow api-server``, ``scheduler`` (LocalExecutor),
 ``dag-processor`` and ``triggerer`` as separate processes (``devenv.local_airflow.AirflowStack``, what
-``make ui`` runs) on a real PostgreSQL metadata DB, with generated data, local Spark and a real SMTP server.
+``make ui`` runs) on a real PostgreSQL metadata DB, with generated data, the file:// lake, local Spark and a
+real SMTP server.
 
-One stack serves the module:
+One stack and one lake serve the module, in the order a team meets them:
 
 - ``movielens_daily`` triggered through the REST API (token, unpause, ``POST .../dagRuns`` with a conf
-  and a logical date): the run summary in the lake, the success email, and the recommendations published
-  to the serving database (a second database of the same PostgreSQL);
-- ``airflow backfill create`` of three dates whose files landed beforehand, with the command line's
-  default max active runs (the dates must still run in date order), then the same dates again with
-  ``--reprocess-behavior completed``: nothing in the lake changes but the per-run values;
+  and a logical date), landing a folder with one bad file beside the good ones: the lake's zones and
+  tables, the run summary, the report, the Data Docs, the success and incident emails, and the
+  recommendations published to the serving database (a second database of the same PostgreSQL). This
+  first date tunes both models;
+- the same run cleared (``POST .../dagRuns/{id}/clear``), so it runs again: nothing in the lake changes
+  but the per-run values, tuning included;
+- ``airflow backfill create`` of the next three dates, whose files landed beforehand, with the command
+  line's default max active runs (the dates must still run in date order): each reuses the first date's
+  tuned parameters; then the same dates again with ``--reprocess-behavior completed``: nothing changes;
 - the web UI in a real Chromium (Playwright): the login page, the DAG list, ``movielens_similar_movies``
-  from the trigger form, the run's success and the answer in the task log.
+  from the trigger form, the run's success and the answer in the task log; and a movie the model does not
+  know, through the REST API: the run fails saying so.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -29,7 +36,7 @@ import pytest
 
 from devenv import local_airflow
 from devenv.mailbox import Mailbox
-from spark_jobs.common import layout
+from spark_jobs.common import layout, spec
 from tests import lakecheck
 from tests.servers import free_port
 
@@ -38,8 +45,12 @@ pytestmark = pytest.mark.e2e
 DAILY = "movielens_daily"
 SIMILAR = "movielens_similar_movies"
 TODAY = dt.date.today()
-DS = (TODAY - dt.timedelta(days=3)).isoformat()
+# The first date tunes; the backfill's dates follow it within the tuning interval (7 days), so they reuse.
+DS = (TODAY - dt.timedelta(days=13)).isoformat()
 BACKFILL_DATES = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (12, 11, 10)]
+RANKING_KEYS = {"precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "hit_rate_at_10", "catalog_coverage"}
+METRIC_KEYS = {"rmse", "mae"} | RANKING_KEYS
+SUCCESS = f"[movielens] {DAILY} {DS}: 4 files validated, 1 rejected"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -48,11 +59,23 @@ class Deployment:
     stack: local_airflow.AirflowStack
     lake: Path
     work: Path
+    source: Path  # MOVIELENS_DIR: what the REST run lands
     mail: Mailbox
     serving: Callable[[str], list[tuple]]  # SQL on the serving database
 
     def summary(self, ds: str) -> dict:
         return json.loads((self.lake / layout.REPORTS / f"ds={ds}" / layout.RUN_SUMMARY).read_text())
+
+    def spark_report(self, ds: str) -> dict:
+        return json.loads((self.lake / layout.REPORTS / f"ds={ds}" / layout.SPARK_REPORT).read_text())
+
+    def latest_ds(self) -> str:
+        """The latest date with a run summary: the model a run triggered now answers from."""
+        return max(p.parent.name.removeprefix("ds=") for p in (self.lake / layout.REPORTS).glob(f"ds=*/{layout.RUN_SUMMARY}"))
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        [log] = (self.stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("attempt=*.log")
+        return log.read_text()
 
     def explain(self, dag_id: str, run_id: str) -> str:
         """Task states and where the logs are, for an assertion message."""
@@ -66,6 +89,8 @@ def deployment(tmp_path_factory, postgres_server):
     work = tmp_path_factory.mktemp("stack")
     source = work / "source"
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    # One bad file beside the good ones: it must be rejected with a report while the run goes on.
+    (source / "ratings_broken.csv").write_text("userId,movieId,rating,timestamp\n1,1,7.5,964982703\n2,1,4.0,964982703\n")
     serving_db = postgres_server.create_database("movielens_serving")
     with Mailbox(work / "mail") as mail:
         env = local_airflow.airflow_env(
@@ -75,7 +100,6 @@ def deployment(tmp_path_factory, postgres_server):
             api_port=free_port(),
             extra={
                 "MOVIELENS_DIR": str(source),
-                "MOVIELENS_TUNE": "false",
                 "MOVIELENS_EMAIL_TO": "team@example.test",
                 "MOVIELENS_DEMO_USERS": "1",
                 "MOVIELENS_CACHE_DIR": str(work / "cache"),
@@ -92,7 +116,8 @@ def deployment(tmp_path_factory, postgres_server):
             stack.start()
             stack.wait_for_dags([DAILY, SIMILAR])
             stack.unpause(DAILY)
-            yield Deployment(stack, work / "lake", work, mail, lambda sql: postgres_server.execute(sql, database=serving_db))
+            yield Deployment(stack, work / "lake", work, source, mail,
+                             lambda sql: postgres_server.execute(sql, database=serving_db))
         finally:
             stack.stop()
 
@@ -126,8 +151,8 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
 
     summary = deployment.summary(DS)
     assert summary["ds"] == DS and summary["run_id"] == run_id
-    assert summary["files_validated"] == 4 and summary["files_rejected"] == 0
-    assert sorted(f["file"] for f in summary["files"]) == ["links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    assert summary["files_validated"] == 4 and summary["files_rejected"] == 1
+    assert sorted(f["file"] for f in summary["files"]) == ["links.csv", "movies.csv", "ratings.csv", "ratings_broken.csv", "tags.csv"]
     assert summary["compute"]["backend"] == "local"
     assert summary["metrics"]["als_explicit"]["rmse"] > 0
     assert summary["links"]["airflow_run"].endswith(f"/dags/{DAILY}/runs/{quote(run_id, safe='')}")
@@ -140,9 +165,99 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
     assert deployment.serving("SELECT count(*) FROM movielens_recommendations") == [(summary["serving"]["rows"]["recommendations"],)]
 
     success = [m for m in deployment.mail.messages() if f"{DAILY} {DS}:" in m["Subject"]]
-    assert [m["Subject"] for m in success] == [f"[movielens] {DAILY} {DS}: 4 files validated, 0 rejected"]
+    assert [m["Subject"] for m in success] == [SUCCESS]
     body = success[0].get_body(preferencelist=("html", "plain")).get_content()
     assert "team@example.test" in success[0]["To"] and recs[0]["title"] in body
+
+
+def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
+    """The REST run's lake, summary, report and emails: the bad file rejected, the good ones through every zone."""
+    assert daily_run["state"] == "success", deployment.explain(DAILY, daily_run["dag_run_id"])
+    lake, source = deployment.lake, deployment.source
+
+    validated = sorted(p.name for p in (lake / "validated" / f"ds={DS}").iterdir())
+    assert validated == ["links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    rejected = sorted(p.name for p in (lake / "rejected" / f"ds={DS}").iterdir())
+    assert rejected == ["ratings_broken.csv", "ratings_broken.report.json"]
+    for name in validated:
+        assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
+    assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
+    tables = ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations", "gold/similar_movies",
+              "gold/popular_movies", "gold/ratings_by_year", "gold/rating_distribution", "gold/model_metrics",
+              "gold/model_tuning")
+    for table in tables:
+        assert list((lake / table / f"ds={DS}").glob("*.parquet")), table
+    for model in ("als_explicit", "als_explicit_bias/items", "ease_ials/items"):
+        assert (lake / "models" / f"ds={DS}" / model).is_dir(), model
+
+    summary = deployment.summary(DS)
+    broken = next(f for f in summary["files"] if f["file"] == "ratings_broken.csv")
+    assert broken["zone"] == "rejected" and broken["reasons"], broken
+    assert METRIC_KEYS <= set(summary["metrics"]["als_explicit"])
+    assert 0 < summary["metrics"]["als_explicit"]["rmse"] < 2
+    assert RANKING_KEYS <= set(summary["metrics"]["popularity"]) and RANKING_KEYS <= set(summary["metrics"]["ease_ials"])
+    # The models' artifacts are recorded relative to the lake root, and are there.
+    for model in ("als_explicit", "ease_ials"):
+        for name, rel in summary["models"][model]["artifacts"].items():
+            assert not rel.startswith(("/", "file:")) and (lake / rel).is_dir(), (model, name, rel)
+    tuned = summary["models"]["ease_ials"]["params"]
+    assert tuned["tuning_s"] > 0 and tuned["ease_reg"] > 0, "the default run tunes the top-N model"
+    assert {k: summary["tuning"][k] for k in ("action", "source_ds", "version", "tune_every_days")} == {
+        "action": "tune", "source_ds": None, "version": spec.TUNING_VERSION, "tune_every_days": 7}
+    assert summary["tuning"]["reason"].startswith("no run from ds=")
+    # iALS factors are kept when the tuned blend uses them (weight 0 is EASE alone).
+    assert (lake / "models" / f"ds={DS}" / "ease_ials" / "user_factors").is_dir() == (tuned["ials_weight"] > 0)
+    assert summary["row_counts"]["silver"]["ratings"] > 0
+    assert {"bronze", "silver", "gold", "train", "similar"} <= set(summary["timings_s"]["spark"])
+    docs = lake / "reports" / f"ds={DS}" / "data_docs"
+    assert summary["outputs"]["data_docs"].endswith(f"reports/ds={DS}/data_docs/index.html")
+    index = (docs / "index.html").read_text()
+    for f in summary["files"]:
+        assert f["file"] in index
+        assert (docs / f["data_docs"].split("/data_docs/", 1)[1]).is_file(), f
+    recs = summary["sample_recommendations"]["1"]
+    assert len(recs) == 10 and all(r["title"] for r in recs)
+    report = lake / "reports" / f"ds={DS}" / layout.RUN_REPORT
+    assert summary["outputs"]["report"].endswith(f"reports/ds={DS}/{layout.RUN_REPORT}") and report.is_file()
+    report_html = report.read_text(encoding="utf-8")
+    plots = set(re.findall(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,', report_html))  # inside the file
+    assert {"Model metrics against the popularity baseline", "Metrics over recent runs", "Metrics across the tuning grid",
+            "Rating distribution", "Ratings per year"} <= plots, plots  # (no movie of the tiny data has 50 ratings)
+    assert f"{summary['metrics']['ease_ials']['ndcg_at_10']:.4f}" in report_html and "No previous run" in report_html
+
+    messages = deployment.mail.messages()
+    [success] = [m for m in messages if m["Subject"] == SUCCESS]
+    assert success.get_content_type() == "multipart/alternative"
+    for part in (success.get_body(preferencelist=("html",)).get_content(),
+                 success.get_body(preferencelist=("plain",)).get_content()):
+        assert "ratings_broken.csv" in part and "rmse" in part.lower() and "No previous run" in part
+        assert recs[0]["title"] in part
+        assert summary["outputs"]["data_docs"] in part, "the email links the Data Docs"
+        assert summary["outputs"]["report"] in part, "the email links the report"
+        assert summary["links"]["airflow_run"] in part
+    incidents = [m for m in messages if "data incident" in m["Subject"]]
+    assert [m["Subject"] for m in incidents] == [f"[movielens] data incident: ratings_broken.csv rejected for {DS}"]
+    incident = incidents[0].get_body(preferencelist=("html",)).get_content()
+    assert "rating_range" in incident and "7.5" in incident and f"rejected/ds={DS}/ratings_broken.report.json" in incident
+
+
+def test_clearing_the_run_runs_it_again_and_changes_nothing(deployment, daily_run):
+    """Cleared (as the UI's Clear does), the run lands the same files again and tunes again: the same lake."""
+    stack, lake, run_id = deployment.stack, deployment.lake, daily_run["dag_run_id"]
+    assert daily_run["state"] == "success", deployment.explain(DAILY, run_id)
+    report = lake / "reports" / f"ds={DS}" / layout.RUN_REPORT
+    before, report_before, summary = lakecheck.snapshot(lake), report.read_bytes(), deployment.summary(DS)
+
+    stack.request("POST", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/clear", {"dry_run": False})
+    again = stack.wait_for_run(DAILY, run_id, timeout=900)
+    assert again["state"] == "success", deployment.explain(DAILY, run_id)
+    assert when(again["end_date"]) > when(daily_run["end_date"]), "the run ran again"
+    assert lakecheck.differences(before, lakecheck.snapshot(lake)) == []
+    assert report.read_bytes() == report_before, "the report is the same for the same data"
+    summary_again = deployment.summary(DS)
+    assert summary_again["metrics"] == summary["metrics"] and summary_again["row_counts"] == summary["row_counts"]
+    assert summary_again["tuning"] == summary["tuning"] and summary_again["tuning"]["action"] == "tune"
+    assert [m["Subject"] for m in deployment.mail.messages()].count(SUCCESS) == 2
 
 
 def land(deployment: Deployment, ds: str, seed: int) -> dict[str, str]:
@@ -174,8 +289,9 @@ def task_instance(stack: local_airflow.AirflowStack, run_id: str, task_id: str) 
     return stack.request("GET", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}")
 
 
-def test_backfill_processes_each_dates_files_in_order_and_reprocessing_changes_nothing(deployment):
+def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_reprocessing_changes_nothing(deployment, daily_run):
     stack, lake = deployment.stack, deployment.lake
+    assert daily_run["state"] == "success", "the backfill's dates reuse the tuning of the REST run's date"
     landed = {ds: land(deployment, ds, seed=100 + i) for i, ds in enumerate(BACKFILL_DATES)}
 
     # The command line's default max active runs (10): all three dates start at once, and each waits
@@ -200,8 +316,27 @@ def test_backfill_processes_each_dates_files_in_order_and_reprocessing_changes_n
         assert not any((lake / layout.LANDING / f"ds={ds}").iterdir())
         # History: the date's silver ratings hold its own and the earlier dates' ratings, none later.
         assert summary["row_counts"]["silver"]["ratings"] > 0
-    counts = [deployment.summary(ds)["row_counts"]["silver"]["ratings"] for ds in BACKFILL_DATES]
+    counts = [deployment.summary(ds)["row_counts"]["silver"]["ratings"] for ds in [DS, *BACKFILL_DATES]]
     assert counts == sorted(counts), f"silver grows with the history: {counts}"
+
+    # Each date reuses the parameters DS's tuning chose: its Spark job got them through its arguments,
+    # tuned nothing, and still evaluated every model.
+    tuned = deployment.summary(DS)
+    for ds in BACKFILL_DATES:
+        following = deployment.summary(ds)
+        assert (following["tuning"]["action"], following["tuning"]["source_ds"]) == ("reuse", DS), ds
+        assert f"tuned on ds={DS}" in following["tuning"]["reason"] and following["tuning"]["tune_every_days"] == 7
+        for model in ("als_explicit", "ease_ials"):
+            chosen = {k: v for k, v in tuned["models"][model]["params"].items() if k not in ("tuning_s", "tuning_user_fraction")}
+            assert following["models"][model]["params"] == chosen, (ds, model)
+        steps = deployment.spark_report(ds)["train_timings_s"]
+        assert "rating_fit" in steps and not {"rating_tune", "top_n_tune"} & set(steps), steps
+        assert METRIC_KEYS <= set(following["metrics"]["als_explicit"]) and RANKING_KEYS <= set(following["metrics"]["ease_ials"])
+        assert following["row_counts"]["gold"]["model_tuning"] == 0 and following["row_counts"]["gold"]["recommendations"] > 0
+        assert f"reused the parameters chosen by the tuning run of ds={DS}" in (
+            lake / "reports" / f"ds={ds}" / layout.RUN_REPORT).read_text(encoding="utf-8")
+    mails = {ds: m for m in deployment.mail.messages() for ds in BACKFILL_DATES if f"{DAILY} {ds}:" in m["Subject"]}
+    assert all(f"reused from ds={DS}" in mails[ds].get_body(preferencelist=("plain",)).get_content() for ds in BACKFILL_DATES)
     subjects = [m["Subject"] for m in deployment.mail.messages()]
     for ds in BACKFILL_DATES:
         assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 1, subjects
@@ -228,7 +363,9 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
         pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
     assert daily_run["state"] == "success", "the similar movies come from the daily run's gold table"
     stack = deployment.stack
-    movie = deployment.summary(DS)["sample_recommendations"]["1"][0]["movieId"]
+    model_ds = deployment.latest_ds()
+    top = deployment.summary(model_ds)["sample_recommendations"]["1"][0]
+    movie = top["movieId"]
     base = stack.base_url
 
     with sync_playwright() as playwright:
@@ -272,7 +409,9 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
             step = "the answer in the task log"
             ds = run["logical_date"][:10]
             answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
-            assert answer["model_ds"] == DS and [r["rank"] for r in answer["rows"]] == [1, 2, 3, 4, 5]
+            assert answer["id"] == movie and answer["model_ds"] == model_ds
+            assert [r["rank"] for r in answer["rows"]] == [1, 2, 3, 4, 5] and {r["title"] for r in answer["rows"]} == {top["title"]}
+            assert movie not in [r["similar_movie_id"] for r in answer["rows"]] and all(r["similar_title"] for r in answer["rows"])
             page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
             expect(page.get_by_text(answer["rows"][0]["similar_title"]).first).to_be_visible(timeout=60_000)
         except BaseException:
@@ -282,3 +421,12 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
             raise
         finally:
             browser.close()
+
+
+def test_similar_movies_of_a_movie_the_model_does_not_know_fail_saying_so(deployment, daily_run):
+    assert daily_run["state"] == "success", "the similar movies come from the daily run's gold table"
+    stack = deployment.stack
+    run = stack.trigger(SIMILAR, TODAY.isoformat(), conf={"movie_id": 99999999})
+    done = stack.wait_for_run(SIMILAR, run["dag_run_id"], timeout=300)
+    assert done["state"] == "failed", deployment.explain(SIMILAR, run["dag_run_id"])
+    assert "movie 99999999 has no similar_movies in" in deployment.task_log(SIMILAR, run["dag_run_id"], "find_similar_movies")
