@@ -108,7 +108,7 @@ def main() -> None:
             raise SystemExit(f"run {run} failed")
         summary = json.loads((work / "lake" / "reports" / f"ds={ds}" / "run_summary.json").read_text())
         per_file = {f: round(sum(t.values()), 2) for f, t in summary["timings_s"]["validate_and_route"].items()}
-        wall_line = next((l for l in done.stdout.splitlines() if l.startswith("Wall time")), "")
+        wall_line = next((line for line in done.stdout.splitlines() if line.startswith("Wall time")), "")
         spark_report = json.loads((work / "lake" / "reports" / f"ds={ds}" / "spark_job.json").read_text())
         print(f"run {run} (ds={ds}): total wall {wall:.1f} s, peak memory {peak / 2**30:.2f} GiB | {wall_line}")
         tuning = summary.get("tuning", {})
