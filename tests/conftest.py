@@ -22,11 +22,27 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 # runs the tests' small data, where the JIT's start-up dominates: the client compiler alone and the serial
 # collector cut a daily run of the tiny data set from 111 s to 87 s here. Java's arithmetic is the same
 # under either compiler, so the results are too. (A deeper thread stack: the client compiler's frames are
-# larger, and Spark's plans recurse deeply.)
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m")
-# Airflow imported by the tests (DagBag) keeps its files in the checkout, not in ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-tests"))
+# larger, and Spark's plans recurse deeply.) The archive of Spark's classes takes it on to about 57 s.
+JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m"
+SPARK_TESTS = {"spark", "integration"}  # the test folders that start JVMs
+# Airflow imported by the tests (DagBag) keeps its files in the checkout, not in ~/airflow (one home per
+# pytest-xdist worker: each has its own SQLite DB).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / (f"airflow-tests-{WORKER}" if WORKER else "airflow-tests")))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def pytest_collection_finish(session):
+    """Before the first JVM starts: the JVM options above, and the archive of Spark's classes
+    (devenv.spark_classes) when a collected test runs Spark. A SPARK_SUBMIT_OPTS already set is kept."""
+    if "SPARK_SUBMIT_OPTS" in os.environ:
+        return
+    options = JAVA_OPTIONS
+    if any(SPARK_TESTS & set(Path(item.path).relative_to(ROOT / "tests").parts[:1]) for item in session.items):
+        from devenv import spark_classes
+
+        options = spark_classes.java_options(JAVA_OPTIONS, ROOT / "var" / "spark-classes")
+    os.environ["SPARK_SUBMIT_OPTS"] = options
 
 
 @pytest.fixture
