@@ -45,6 +45,7 @@ def _env_list(name: str, default: str) -> list[str]:
 INGEST_MODES = ("none", "folder", "download", "synthetic", "auto")
 # Where the Spark job runs (MOVIELENS_COMPUTE, or the `compute` param of a run).
 COMPUTE_BACKENDS = ("local", "databricks", "emr", "emr-serverless")
+SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")  # what spark.log.level takes
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Settings:
     compute: str
     spark_conn_id: str
     spark_jobs_dir: Path
+    spark_log_level: str  # local Spark's log4j level (spark.log.level) in the task log
     # Local Spark with a remote (s3://, abfs://) lake: inputs are staged here, outputs uploaded after.
     staging_dir: Path
     # The run's model, protocol, tuning and output settings: every setting of the run spec, by name.
@@ -90,6 +92,8 @@ class Settings:
             raise ValueError(f"MOVIELENS_LANDING_POLICY must be 'move' or 'keep', got {self.landing_policy!r}")
         if self.compute not in COMPUTE_BACKENDS:
             raise ValueError(f"MOVIELENS_COMPUTE must be one of {COMPUTE_BACKENDS}, got {self.compute!r}")
+        if self.spark_log_level not in SPARK_LOG_LEVELS:
+            raise ValueError(f"MOVIELENS_SPARK_LOG_LEVEL must be one of {SPARK_LOG_LEVELS}, got {self.spark_log_level!r}")
         unknown = sorted(set(self.wait_for_kinds) - set(FILE_KINDS))
         if unknown:
             raise ValueError(f"MOVIELENS_WAIT_FOR_KINDS: unknown kinds {unknown}; choose from {FILE_KINDS}")
@@ -139,6 +143,7 @@ def _load_env() -> Settings:
         compute=_env("MOVIELENS_COMPUTE", "local"),
         spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
         spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),
+        spark_log_level=_env("MOVIELENS_SPARK_LOG_LEVEL", "WARN").upper(),
         staging_dir=Path(_env("MOVIELENS_STAGING_DIR", str(VAR_DIR / "staging"))),
         spec=run_spec.from_environ(os.environ),
         smtp_conn_id=_env("MOVIELENS_SMTP_CONN_ID", "smtp_default"),

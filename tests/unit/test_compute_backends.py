@@ -108,3 +108,22 @@ def test_the_result_says_where_the_job_ran(monkeypatch):
     assert run("emr") == {"backend": "emr", "run_id": "s-1", "url": None, "cluster_id": "j-1"}
     assert run("emr-serverless") == {"backend": "emr-serverless", "run_id": "jr-1", "url": None}
     assert run("local") == {"backend": "local", "run_id": None, "url": None}
+
+
+def test_local_spark_logs_at_the_configured_level(monkeypatch, lake_url):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from movielens.compute.local import LocalSparkJobOperator
+    from spark_jobs.common.spec import JobSpec
+
+    levels = []
+    monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: levels.append(self.conf["spark.log.level"]))
+    monkeypatch.delenv("MOVIELENS_SPARK_LOG_LEVEL", raising=False)
+    for level in (None, "info"):
+        if level:
+            monkeypatch.setenv("MOVIELENS_SPARK_LOG_LEVEL", level)
+        LocalSparkJobOperator(task_id="local", job_spec=JobSpec.build().to_dict()).execute({"ds": "2026-11-20"})
+    assert levels == ["WARN", "INFO"]
+    monkeypatch.setenv("MOVIELENS_SPARK_LOG_LEVEL", "loud")
+    with pytest.raises(ValueError, match=r"MOVIELENS_SPARK_LOG_LEVEL must be one of \('ALL'"):
+        config.load()

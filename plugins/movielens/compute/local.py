@@ -53,6 +53,8 @@ class LocalSparkJobOperator(SparkSubmitOperator):
             **(self.conf or {}),
             "spark.driver.memory": os.environ.get("MOVIELENS_SPARK_DRIVER_MEMORY", "4g"),
             "spark.ui.showConsoleProgress": "false",
+            # At INFO, Spark's lines (11,000 for a run of the tiny data) bury the job's own output in the task log.
+            "spark.log.level": settings.spark_log_level,
         }
         # Spark's Python workers must use this environment's Python (it has numpy and pandas).
         self.env_vars = {
