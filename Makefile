@@ -16,6 +16,9 @@ AZURITE := $(AZURITE_DIR)/node_modules/.installed
 # Playwright drives it, since browser downloads are impossible here).
 SYSTEM_PACKAGES := postgresql chromium docker-compose
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The tests in two processes, a module each at a time, in file order: the Airflow stack's module (the longest)
+# starts at once in one while the other takes the rest (docs/testing.md). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install system-packages demo test ui lock clean
 
@@ -49,7 +52,7 @@ demo: $(STAMP)
 	$(PY) -m devenv demo --ds $(DS)
 
 test: $(STAMP) $(AZURITE) system-packages
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(PY) -m devenv ui --port 8080
