@@ -22,7 +22,7 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 # runs the tests' small data, where the JIT's start-up dominates: the client compiler alone and the serial
 # collector cut a daily run of the tiny data set from 111 s to 87 s here. Java's arithmetic is the same
 # under either compiler, so the results are too. (A deeper thread stack: the client compiler's frames are
-# larger, and Spark's plans recurse deeply.) The archive of Spark's classes takes it on to about 57 s.
+# larger, and Spark's plans recurse deeply.) The archive of Spark's classes takes ~15 s more off each job.
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m"
 SPARK_TESTS = {"spark", "integration"}  # the test folders that start JVMs
 # Airflow imported by the tests (DagBag) keeps its files in the checkout, not in ~/airflow (one home per
