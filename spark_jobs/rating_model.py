@@ -108,7 +108,8 @@ class _Baseline:
         return cls(float(bounds[0]), float(bounds[1]), reg_user, reg_item, fit_biases(train, reg_user, reg_item))
 
 
-def _fit_on(train: DataFrame, baseline: _Baseline, rank: int, reg_param: float, max_iter: int, seed: int) -> RatingModel:
+def _fit_on(train: DataFrame, baseline: _Baseline, rank: int, reg_param: float, max_iter: int,
+            seed: int) -> RatingModel:
     mu, user_bias, item_bias = baseline.biases
     reg_user, reg_item = baseline.reg_user, baseline.reg_item
     model = RatingModel(mu, user_bias, item_bias, None, baseline.min_rating, baseline.max_rating)

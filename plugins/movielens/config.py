@@ -93,7 +93,8 @@ class Settings:
         if self.compute not in COMPUTE_BACKENDS:
             raise ValueError(f"MOVIELENS_COMPUTE must be one of {COMPUTE_BACKENDS}, got {self.compute!r}")
         if self.spark_log_level not in SPARK_LOG_LEVELS:
-            raise ValueError(f"MOVIELENS_SPARK_LOG_LEVEL must be one of {SPARK_LOG_LEVELS}, got {self.spark_log_level!r}")
+            raise ValueError(
+                f"MOVIELENS_SPARK_LOG_LEVEL must be one of {SPARK_LOG_LEVELS}, got {self.spark_log_level!r}")
         unknown = sorted(set(self.wait_for_kinds) - set(FILE_KINDS))
         if unknown:
             raise ValueError(f"MOVIELENS_WAIT_FOR_KINDS: unknown kinds {unknown}; choose from {FILE_KINDS}")

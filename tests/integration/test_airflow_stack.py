@@ -71,10 +71,12 @@ class Deployment:
 
     def latest_ds(self) -> str:
         """The latest date with a run summary: the model a run triggered now answers from."""
-        return max(p.parent.name.removeprefix("ds=") for p in (self.lake / layout.REPORTS).glob(f"ds=*/{layout.RUN_SUMMARY}"))
+        summaries = (self.lake / layout.REPORTS).glob(f"ds=*/{layout.RUN_SUMMARY}")
+        return max(p.parent.name.removeprefix("ds=") for p in summaries)
 
     def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        [log] = (self.stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob("attempt=*.log")
+        task = self.stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        [log] = task.glob("attempt=*.log")
         return log.read_text()
 
     def explain(self, dag_id: str, run_id: str) -> str:
@@ -152,7 +154,8 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
     summary = deployment.summary(DS)
     assert summary["ds"] == DS and summary["run_id"] == run_id
     assert summary["files_validated"] == 4 and summary["files_rejected"] == 1
-    assert sorted(f["file"] for f in summary["files"]) == ["links.csv", "movies.csv", "ratings.csv", "ratings_broken.csv", "tags.csv"]
+    assert sorted(f["file"] for f in summary["files"]) == [
+        "links.csv", "movies.csv", "ratings.csv", "ratings_broken.csv", "tags.csv"]
     assert summary["compute"]["backend"] == "local"
     assert summary["metrics"]["als_explicit"]["rmse"] > 0
     assert summary["links"]["airflow_run"].endswith(f"/dags/{DAILY}/runs/{quote(run_id, safe='')}")
@@ -289,7 +292,8 @@ def task_instance(stack: local_airflow.AirflowStack, run_id: str, task_id: str) 
     return stack.request("GET", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}")
 
 
-def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_reprocessing_changes_nothing(deployment, daily_run):
+def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_reprocessing_changes_nothing(
+        deployment, daily_run):
     stack, lake = deployment.stack, deployment.lake
     assert daily_run["state"] == "success", "the backfill's dates reuse the tuning of the REST run's date"
     landed = {ds: land(deployment, ds, seed=100 + i) for i, ds in enumerate(BACKFILL_DATES)}
@@ -327,16 +331,20 @@ def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_rep
         assert (following["tuning"]["action"], following["tuning"]["source_ds"]) == ("reuse", DS), ds
         assert f"tuned on ds={DS}" in following["tuning"]["reason"] and following["tuning"]["tune_every_days"] == 7
         for model in ("als_explicit", "ease_ials"):
-            chosen = {k: v for k, v in tuned["models"][model]["params"].items() if k not in ("tuning_s", "tuning_user_fraction")}
+            chosen = {k: v for k, v in tuned["models"][model]["params"].items()
+                      if k not in ("tuning_s", "tuning_user_fraction")}
             assert following["models"][model]["params"] == chosen, (ds, model)
         steps = deployment.spark_report(ds)["train_timings_s"]
         assert "rating_fit" in steps and not {"rating_tune", "top_n_tune"} & set(steps), steps
-        assert METRIC_KEYS <= set(following["metrics"]["als_explicit"]) and RANKING_KEYS <= set(following["metrics"]["ease_ials"])
-        assert following["row_counts"]["gold"]["model_tuning"] == 0 and following["row_counts"]["gold"]["recommendations"] > 0
+        assert METRIC_KEYS <= set(following["metrics"]["als_explicit"])
+        assert RANKING_KEYS <= set(following["metrics"]["ease_ials"])
+        gold = following["row_counts"]["gold"]
+        assert gold["model_tuning"] == 0 and gold["recommendations"] > 0
         assert f"reused the parameters chosen by the tuning run of ds={DS}" in (
             lake / "reports" / f"ds={ds}" / layout.RUN_REPORT).read_text(encoding="utf-8")
     mails = {ds: m for m in deployment.mail.messages() for ds in BACKFILL_DATES if f"{DAILY} {ds}:" in m["Subject"]}
-    assert all(f"reused from ds={DS}" in mails[ds].get_body(preferencelist=("plain",)).get_content() for ds in BACKFILL_DATES)
+    for ds in BACKFILL_DATES:
+        assert f"reused from ds={DS}" in mails[ds].get_body(preferencelist=("plain",)).get_content(), ds
     subjects = [m["Subject"] for m in deployment.mail.messages()]
     for ds in BACKFILL_DATES:
         assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 1, subjects
@@ -410,8 +418,9 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
             ds = run["logical_date"][:10]
             answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
             assert answer["id"] == movie and answer["model_ds"] == model_ds
-            assert [r["rank"] for r in answer["rows"]] == [1, 2, 3, 4, 5] and {r["title"] for r in answer["rows"]} == {top["title"]}
-            assert movie not in [r["similar_movie_id"] for r in answer["rows"]] and all(r["similar_title"] for r in answer["rows"])
+            rows = answer["rows"]
+            assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and {r["title"] for r in rows} == {top["title"]}
+            assert movie not in [r["similar_movie_id"] for r in rows] and all(r["similar_title"] for r in rows)
             page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
             expect(page.get_by_text(answer["rows"][0]["similar_title"]).first).to_be_visible(timeout=60_000)
         except BaseException:
@@ -429,4 +438,5 @@ def test_similar_movies_of_a_movie_the_model_does_not_know_fail_saying_so(deploy
     run = stack.trigger(SIMILAR, TODAY.isoformat(), conf={"movie_id": 99999999})
     done = stack.wait_for_run(SIMILAR, run["dag_run_id"], timeout=300)
     assert done["state"] == "failed", deployment.explain(SIMILAR, run["dag_run_id"])
-    assert "movie 99999999 has no similar_movies in" in deployment.task_log(SIMILAR, run["dag_run_id"], "find_similar_movies")
+    log = deployment.task_log(SIMILAR, run["dag_run_id"], "find_similar_movies")
+    assert "movie 99999999 has no similar_movies in" in log
