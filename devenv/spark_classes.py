@@ -31,12 +31,15 @@ def _fingerprint(java_options: str) -> str:
     return hashlib.sha256("\n".join([java, *jars, java_options]).encode()).hexdigest()[:16]
 
 
-def archive(java_options: str, folder: Path) -> Path:
-    """The archive for JVMs started with ``java_options``, made first if ``folder`` has none (about 100 s;
-    concurrent callers, such as test processes side by side, wait for the one that makes it)."""
+def archive(java_options: str, folder: Path, make: bool = True) -> Path | None:
+    """The archive in ``folder`` for JVMs started with ``java_options``; if there is none, made first
+    (about 100 s; concurrent callers, such as test processes side by side, wait for the one that makes it)
+    or, with ``make=False``, None."""
     import fcntl
 
     path = folder / f"spark-{_fingerprint(java_options)}.jsa"
+    if path.exists() or not make:
+        return path if path.exists() else None
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -67,6 +70,7 @@ def _make(path: Path, java_options: str) -> None:
     partial.replace(path)
 
 
-def java_options(java_options: str, folder: Path) -> str:
-    """``java_options`` with the archive that suits them."""
-    return f"{java_options} -XX:SharedArchiveFile={archive(java_options, folder)}"
+def java_options(java_options: str, folder: Path, make: bool = True) -> str:
+    """``java_options`` with the archive that suits them (if there is one, with ``make=False``)."""
+    path = archive(java_options, folder, make)
+    return f"{java_options} -XX:SharedArchiveFile={path}" if path else java_options

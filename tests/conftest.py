@@ -24,7 +24,6 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 # under either compiler, so the results are too. (A deeper thread stack: the client compiler's frames are
 # larger, and Spark's plans recurse deeply.) The archive of Spark's classes takes ~15 s more off each job.
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m"
-SPARK_TESTS = {"spark", "integration"}  # the test folders that start JVMs
 # Airflow imported by the tests (DagBag) keeps its files in the checkout, not in ~/airflow (one home per
 # pytest-xdist worker: each has its own SQLite DB).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
@@ -33,16 +32,16 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 def pytest_collection_finish(session):
-    """Before the first JVM starts: the JVM options above, and the archive of Spark's classes
-    (devenv.spark_classes) when a collected test runs Spark. A SPARK_SUBMIT_OPTS already set is kept."""
+    """Before the first JVM starts: the JVM options above, with the archive of Spark's classes
+    (devenv.spark_classes), made first when a selected test is marked spark or e2e. A SPARK_SUBMIT_OPTS
+    already set is kept."""
+    from devenv import spark_classes
+
     if "SPARK_SUBMIT_OPTS" in os.environ:
         return
-    options = JAVA_OPTIONS
-    if any(SPARK_TESTS & set(Path(item.path).relative_to(ROOT / "tests").parts[:1]) for item in session.items):
-        from devenv import spark_classes
-
-        options = spark_classes.java_options(JAVA_OPTIONS, ROOT / "var" / "spark-classes")
-    os.environ["SPARK_SUBMIT_OPTS"] = options
+    runs_spark = any(item.get_closest_marker("spark") or item.get_closest_marker("e2e") for item in session.items)
+    os.environ["SPARK_SUBMIT_OPTS"] = spark_classes.java_options(JAVA_OPTIONS, ROOT / "var" / "spark-classes",
+                                                                 make=runs_spark)
 
 
 @pytest.fixture
