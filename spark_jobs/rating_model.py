@@ -14,6 +14,7 @@ the smallest rank, walking the grid while RMSE improves, then the larger ranks a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -89,32 +90,22 @@ def _with_baseline(model: RatingModel, pairs: DataFrame) -> DataFrame:
 def fit(train: DataFrame, rank: int, reg_param: float, max_iter: int, reg_user: float, reg_item: float,
         seed: int) -> RatingModel:
     """Biases, then explicit ALS on r - mu - b_user - b_item (``rank = 0``: the biases alone)."""
-    return _fit_on(train, _Baseline.fit(train, reg_user, reg_item), rank, reg_param, max_iter, seed)
+    return _with_als(_fit_baseline(train, reg_user, reg_item), train, rank, reg_param, max_iter, seed)
 
 
-@dataclass(frozen=True)
-class _Baseline:
-    """What the ALS part of a fit starts from: the training ratings' range and their biases."""
-
-    min_rating: float
-    max_rating: float
-    reg_user: float
-    reg_item: float
-    biases: tuple[float, DataFrame, DataFrame]  # mu, user_bias, item_bias
-
-    @classmethod
-    def fit(cls, train: DataFrame, reg_user: float, reg_item: float) -> "_Baseline":
-        bounds = train.agg(F.min("rating"), F.max("rating")).first()
-        return cls(float(bounds[0]), float(bounds[1]), reg_user, reg_item, fit_biases(train, reg_user, reg_item))
+def _fit_baseline(train: DataFrame, reg_user: float, reg_item: float) -> RatingModel:
+    """The model of the biases alone, which every fit with this shrinkage starts from."""
+    bounds = train.agg(F.min("rating"), F.max("rating")).first()
+    mu, user_bias, item_bias = fit_biases(train, reg_user, reg_item)
+    return RatingModel(mu, user_bias, item_bias, None, float(bounds[0]), float(bounds[1]),
+                       {"reg_user": reg_user, "reg_item": reg_item})
 
 
-def _fit_on(train: DataFrame, baseline: _Baseline, rank: int, reg_param: float, max_iter: int,
-            seed: int) -> RatingModel:
-    mu, user_bias, item_bias = baseline.biases
-    reg_user, reg_item = baseline.reg_user, baseline.reg_item
-    model = RatingModel(mu, user_bias, item_bias, None, baseline.min_rating, baseline.max_rating)
-    model.params = {"rank": rank, "reg_param": reg_param, "max_iter": max_iter, "reg_user": reg_user,
-                    "reg_item": reg_item, "seed": seed}
+def _with_als(baseline: RatingModel, train: DataFrame, rank: int, reg_param: float, max_iter: int,
+              seed: int) -> RatingModel:
+    model = dataclasses.replace(baseline, params={
+        "rank": rank, "reg_param": reg_param, "max_iter": max_iter, "reg_user": baseline.params["reg_user"],
+        "reg_item": baseline.params["reg_item"], "seed": seed})
     if rank > 0:
         residuals = _with_baseline(model, train.select("userId", "movieId", "rating")).select(
             "userId", "movieId", (F.col("rating") - F.col("_baseline")).alias("residual")
@@ -167,13 +158,13 @@ def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int
     started = time.monotonic()
     trials: list[dict] = []
     # Every ALS trial shares the chosen shrinkage: its biases are fitted once (a fit is 6 driver round trips).
-    baselines: dict[tuple[float, float], _Baseline] = {}
+    baselines: dict[tuple[float, float], RatingModel] = {}
 
     def trial(rank: int, reg: float, reg_user: float, reg_item: float) -> float:
         t0 = time.monotonic()
         if (reg_user, reg_item) not in baselines:
-            baselines[reg_user, reg_item] = _Baseline.fit(vtrain, reg_user, reg_item)
-        model = _fit_on(vtrain, baselines[reg_user, reg_item], rank, reg, max_iter, seed)
+            baselines[reg_user, reg_item] = _fit_baseline(vtrain, reg_user, reg_item)
+        model = _with_als(baselines[reg_user, reg_item], vtrain, rank, reg, max_iter, seed)
         metrics = evaluation.rating_metrics(predict(model, vtest))
         trials.append({"rank": rank, "reg_param": reg, "reg_user": reg_user, "reg_item": reg_item,
                        "max_iter": max_iter, "rmse": metrics["rmse"], "mae": metrics["mae"],
