@@ -38,8 +38,10 @@ def archive(java_options: str, folder: Path, make: bool = True) -> Path | None:
     import fcntl
 
     path = folder / f"spark-{_fingerprint(java_options)}.jsa"
-    if path.exists() or not make:
-        return path if path.exists() else None
+    if path.exists():
+        return path
+    if not make:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -53,7 +55,7 @@ def _make(path: Path, java_options: str) -> None:
     from movielens.ingest import synthetic
     from spark_jobs.common.spec import JobSpec
 
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f"{path.name}.partial")  # renamed when whole: a JVM never maps half an archive
     log = path.with_suffix(".log")
     print(f"making {path} (once per JVM, Spark and JVM options); log: {log}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

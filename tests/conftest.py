@@ -35,10 +35,10 @@ def pytest_collection_finish(session):
     """Before the first JVM starts: the JVM options above, with the archive of Spark's classes
     (devenv.spark_classes), made first when a selected test is marked spark or e2e. A SPARK_SUBMIT_OPTS
     already set is kept."""
-    from devenv import spark_classes
-
     if "SPARK_SUBMIT_OPTS" in os.environ:
         return
+    from devenv import spark_classes
+
     runs_spark = any(item.get_closest_marker("spark") or item.get_closest_marker("e2e") for item in session.items)
     os.environ["SPARK_SUBMIT_OPTS"] = spark_classes.java_options(JAVA_OPTIONS, ROOT / "var" / "spark-classes",
                                                                  make=runs_spark)
