@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Java 17):
-#   make demo [DS=YYYY-MM-DD]   install, then run movielens_daily end to end on the embedded default
+#   make demo [DS=YYYY-MM-DD] [DAYS=N]   install, then run movielens_daily end to end on the embedded default
+#                               (DAYS > 1: the release replayed as a daily feed, N dates ending at DS)
 #   make test                   install, then run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -7,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 DS ?= $(shell date +%F)
+DAYS ?= 1
 STAMP := $(VENV)/.installed
 # Azurite (Azure Storage emulator, npm) for the tests of the abfs:// lake, exactly as locked.
 AZURITE_DIR := tools/azurite
@@ -49,7 +51,7 @@ system-packages:
 install: $(STAMP) $(AZURITE) system-packages
 
 demo: $(STAMP)
-	$(PY) -m devenv demo --ds $(DS)
+	$(PY) -m devenv demo --ds $(DS) --days $(DAYS)
 
 test: $(STAMP) $(AZURITE) system-packages
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)

@@ -7,8 +7,8 @@ and writes only the `ds=D` partitions of the run's **Logical date** (plus valida
 any date can be rerun or backfilled alone. A run without a logical date fails at once.
 
 **Trigger form**: `ingest` lands files first (`none`: they arrive on their own; `folder`, `download`,
-`synthetic` or `auto`); `compute` picks where Spark runs for this run (`default` follows
-`MOVIELENS_COMPUTE`); the model settings `tune`, `tune_every_days`, `tune_max_users`, `als_rank`,
+`synthetic`, `auto`, or `replay`: this date's drop of a release replayed as a daily feed); `compute`
+picks where Spark runs for this run (`default` follows `MOVIELENS_COMPUTE`); the model settings `tune`, `tune_every_days`, `tune_max_users`, `als_rank`,
 `als_reg_param`, `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items` and `refit` override their
 `MOVIELENS_*` variable for this run only when set.
 
@@ -22,13 +22,13 @@ Details: the project's docs, pages *The daily DAG* (`docs/daily-dag.md`) and *Co
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from movielens.compute.tasks import spark_job
 from movielens.dag_defaults import START_DATE, default_args, require_ds
 from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
-from movielens.trigger_form import model_params
+from movielens.trigger_form import model_params, source_params
 
 
 @dag(
@@ -40,25 +40,7 @@ from movielens.trigger_form import model_params
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
     default_args=default_args(),
-    params={
-        "ingest": Param(
-            "none",
-            type="string",
-            enum=["none", "auto", "folder", "download", "synthetic"],
-            title="Land data first",
-            description="Copy MovieLens files into landing before validating: 'none' (files arrive on their "
-            "own), 'folder' (MOVIELENS_DIR), 'download' (GroupLens), 'synthetic', or 'auto'.",
-        ),
-        "compute": Param(
-            "default",
-            type="string",
-            enum=["default", "local", "databricks", "emr", "emr-serverless"],
-            title="Where Spark runs",
-            description="'default' follows MOVIELENS_COMPUTE; or this run only on 'local' Spark, 'databricks', "
-            "'emr' (EMR on EC2) or 'emr-serverless'.",
-        ),
-        **model_params(),
-    },
+    params={**source_params(), **model_params()},
 )
 def movielens_daily():
     @task

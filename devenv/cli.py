@@ -1,6 +1,7 @@
 """``python -m devenv demo|ui``: the embedded default end to end (what ``make demo`` / ``make ui`` run).
 
-- ``demo --ds D``: ``movielens_daily`` for one date with ``airflow dags test``, then its summary.
+- ``demo --ds D [--days N]``: ``movielens_daily`` for one date with ``airflow dags test``, then its summary;
+  with N > 1, the release replayed as a daily feed over the N dates ending at D, in order.
 - ``ui --port 8080``: Airflow's components as separate processes, with the web UI.
 """
 
@@ -51,35 +52,50 @@ def print_summary(summary: dict, mail_dir: Path, timings: dict) -> None:
     print("Wall time (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
 
 
-def demo(ds: str) -> int:
+def _run_date(ds: str, env: dict[str, str], mailbox: Mailbox, conf: dict) -> tuple[str, dict[str, float], int]:
+    """One ``airflow dags test`` of the daily DAG: its final state, wall times and emails sent."""
+    emails_before = len(mailbox.messages())
+    log_file = VAR_DIR / "logs" / f"demo-{ds}.log"
+    print(f"Running {DAG_ID} for {ds} with `airflow dags test` (log: {log_file}) ...", flush=True)
+    t0 = time.monotonic()
+    state = local_airflow.dags_test(DAG_ID, ds, env, conf=conf, log_file=log_file)
+    timings = {"dags_test": time.monotonic() - t0}
+    if state != "success":
+        print(f"\n{DAG_ID} for {ds} did not succeed ({state}). See {log_file} and the failure email in {mailbox.folder}.")
+    return state, timings, len(mailbox.messages()) - emails_before
+
+
+def demo(ds: str, days: int = 1) -> int:
+    """The daily DAG for ``ds`` on the embedded default; with ``days`` > 1, the release replayed as a daily
+    feed (ingest mode ``replay``) over the ``days`` dates ending at ``ds``, run in order as a backfill would."""
     layout.check_ds(ds)
+    if days < 1:
+        raise SystemExit(f"DAYS must be 1 or more, got {days}")
+    end = dt.date.fromisoformat(ds)
+    dates = [(end - dt.timedelta(days=days - 1 - k)).isoformat() for k in range(days)]
+    replay = {"MOVIELENS_REPLAY_START": dates[0], "MOVIELENS_REPLAY_DAYS": str(days)} if days > 1 else {}
+    conf = {"ingest": "replay" if days > 1 else "auto"}
     mail_dir = VAR_DIR / "mail"
-    timings: dict[str, float] = {}
     started = time.monotonic()
     with Mailbox(mail_dir) as mailbox:
-        env = local_airflow.airflow_env(smtp_conn=mailbox.connection_uri_json())
+        env = local_airflow.airflow_env(smtp_conn=mailbox.connection_uri_json(), extra=replay)
         t0 = time.monotonic()
         local_airflow.migrate(env)
-        timings["airflow_db_migrate"] = time.monotonic() - t0
-        emails_before = len(mailbox.messages())
-        t0 = time.monotonic()
-        log_file = VAR_DIR / "logs" / f"demo-{ds}.log"
-        print(f"Running {DAG_ID} for {ds} with `airflow dags test` (log: {log_file}) ...", flush=True)
-        state = local_airflow.dags_test(DAG_ID, ds, env, conf={"ingest": "auto"}, log_file=log_file)
-        timings["dags_test"] = time.monotonic() - t0
-        emails_sent = len(mailbox.messages()) - emails_before
+        migrate_s = time.monotonic() - t0
+        for date in dates:
+            state, timings, emails_sent = _run_date(date, env, mailbox, conf)
+            if state != "success":
+                return 1
+            if len(dates) > 1 and date != ds:
+                print(f"  {date}: {state} in {timings['dags_test']:.1f} s, {emails_sent} email(s)", flush=True)
+    timings["airflow_db_migrate"] = migrate_s
     timings["total"] = time.monotonic() - started
     os.environ.update({k: v for k, v in env.items() if k.startswith("MOVIELENS_")})
     lake = Lake.from_settings(config.load())
-    summary_path = lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY
-    if state != "success":
-        print(f"\n{DAG_ID} for {ds} did not succeed ({state}). See {log_file} and the failure email in {mail_dir}.")
-        return 1
-    summary = lake.read_json(summary_path)
-    spark_timings = summary["timings_s"].get("spark", {})
-    timings.update({f"spark_{k}": v for k, v in spark_timings.items()})
+    summary = lake.read_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY)
+    timings.update({f"spark_{k}": v for k, v in summary["timings_s"].get("spark", {}).items()})
     print_summary(summary, mail_dir, timings)
-    print(f"{emails_sent} email(s) received during this run, in {mail_dir}")
+    print(f"{emails_sent} email(s) received during the run of {ds}, in {mail_dir}")
     return 0
 
 
@@ -127,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devenv", description="The embedded default, for development.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="run movielens_daily end to end on the embedded default")
-    run.add_argument("--ds", default=dt.date.today().isoformat())
+    run.add_argument("--ds", default=dt.date.today().isoformat(), help="the (last) date to run")
+    run.add_argument("--days", type=int, default=1, help="more than 1: replay the release over this many dates")
     web = sub.add_parser("ui", help="the Airflow web UI with this project's DAGs")
     web.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo(args.ds)
+        return demo(args.ds, args.days)
     return ui(args.port)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_jobs.common import spec as run_spec
-from spark_jobs.common.layout import FILE_KINDS
+from spark_jobs.common.layout import FILE_KINDS, check_ds
 
 # The checkout: plugins/movielens/config.py -> repo root.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,19 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
 def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in _env(name, default).split(",") if item.strip()]
 
 
-INGEST_MODES = ("none", "folder", "download", "synthetic", "auto")
+INGEST_MODES = ("none", "folder", "download", "synthetic", "auto", "replay")
 # Where the Spark job runs (MOVIELENS_COMPUTE, or the `compute` param of a run).
 COMPUTE_BACKENDS = ("local", "databricks", "emr", "emr-serverless")
 SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")  # what spark.log.level takes
@@ -66,6 +74,10 @@ class Settings:
     release: str
     synthetic_size: str
     cache_dir: Path
+    # Replay (ingest mode "replay"): the release as a daily feed over REPLAY_DAYS dates from REPLAY_START.
+    replay_start: str | None
+    replay_days: int
+    replay_new_share: float
     # Compute.
     compute: str
     spark_conn_id: str
@@ -95,6 +107,11 @@ class Settings:
         if self.spark_log_level not in SPARK_LOG_LEVELS:
             raise ValueError(
                 f"MOVIELENS_SPARK_LOG_LEVEL must be one of {SPARK_LOG_LEVELS}, got {self.spark_log_level!r}")
+        if self.replay_start is not None:
+            try:
+                check_ds(self.replay_start)
+            except ValueError as err:
+                raise ValueError(f"MOVIELENS_REPLAY_START: {err}") from None
         unknown = sorted(set(self.wait_for_kinds) - set(FILE_KINDS))
         if unknown:
             raise ValueError(f"MOVIELENS_WAIT_FOR_KINDS: unknown kinds {unknown}; choose from {FILE_KINDS}")
@@ -141,6 +158,9 @@ def _load_env() -> Settings:
         release=_env("MOVIELENS_RELEASE", "ml-latest-small"),
         synthetic_size=_env("MOVIELENS_SYNTHETIC_SIZE", "small"),
         cache_dir=Path(_env("MOVIELENS_CACHE_DIR", str(VAR_DIR / "cache"))),
+        replay_start=os.environ.get("MOVIELENS_REPLAY_START", "").strip() or None,
+        replay_days=_env_int("MOVIELENS_REPLAY_DAYS", 7),
+        replay_new_share=_env_float("MOVIELENS_REPLAY_NEW_SHARE", 0.1),
         compute=_env("MOVIELENS_COMPUTE", "local"),
         spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
         spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),

@@ -13,10 +13,34 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from movielens import config
 from spark_jobs.common import spec
 
 SECTION = "Model settings for this run (default: the environment's)"
 JSON_TYPES = {int: "integer", float: "number"}
+
+
+def source_params() -> dict[str, Param]:
+    """Where this run's data comes from (``ingest``) and where its Spark job runs (``compute``)."""
+    return {
+        "ingest": Param(
+            "none",
+            type="string",
+            enum=list(config.INGEST_MODES),
+            title="Land data first",
+            description="Copy MovieLens files into landing before validating: 'none' (files arrive on their "
+            "own), 'folder' (MOVIELENS_DIR), 'download' (GroupLens), 'synthetic', 'auto', or 'replay' (this "
+            "date's drop of the release replayed as a daily feed: MOVIELENS_REPLAY_START, MOVIELENS_REPLAY_DAYS).",
+        ),
+        "compute": Param(
+            "default",
+            type="string",
+            enum=["default", *config.COMPUTE_BACKENDS],
+            title="Where Spark runs",
+            description="'default' follows MOVIELENS_COMPUTE; or this run only on 'local' Spark, 'databricks', "
+            "'emr' (EMR on EC2) or 'emr-serverless'.",
+        ),
+    }
 
 
 def model_params() -> dict[str, Param]:

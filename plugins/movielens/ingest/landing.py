@@ -9,6 +9,9 @@ Sources, by ingest mode (``MOVIELENS_INGEST`` or the DAG's ``ingest`` param):
 - ``synthetic``: a generated MovieLens-shaped dataset of size ``MOVIELENS_SYNTHETIC_SIZE``;
 - ``auto``: ``folder`` when ``MOVIELENS_DIR`` is set, else ``download``, else (offline) ``synthetic``,
   saying so in one line;
+- ``replay``: the drop of date D when the release (``auto``'s source) is replayed as a daily feed over
+  ``MOVIELENS_REPLAY_DAYS`` dates from ``MOVIELENS_REPLAY_START`` (:mod:`.replay`): the first date lands
+  the catalogue, links, tags and older ratings, each later date a slice of the newest ratings;
 - ``none``: land nothing (production: files arrive in landing from elsewhere).
 
 Command line: ``python -m movielens.ingest.landing --ds 2026-11-20 [--mode auto]``.
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 from movielens import config
+from movielens.ingest import replay
 from movielens.lake import Lake
 from spark_jobs.common import layout
 
@@ -52,12 +56,29 @@ def synthetic_source(settings: config.Settings, ds: str) -> Path:
     return out
 
 
+def replay_window(settings: config.Settings) -> replay.Window:
+    if not settings.replay_start:
+        raise ValueError("ingest mode 'replay' needs MOVIELENS_REPLAY_START (the date of the first drop)")
+    start = dt.date.fromisoformat(settings.replay_start)
+    return replay.Window(start, settings.replay_days, settings.replay_new_share)
+
+
+def replay_source(settings: config.Settings, ds: str) -> tuple[Path, str]:
+    """The drop of ``ds`` in the replay of ``auto``'s source (a synthetic one ends on the window's end)."""
+    window = replay_window(settings)
+    window.drop_index(ds)  # a date outside the window fails before any source is fetched
+    release, _ = resolve_source(settings, "auto", window.end.isoformat())
+    return replay.drop_folder(release, window, ds, settings.cache_dir)
+
+
 def resolve_source(settings: config.Settings, mode: str, ds: str) -> tuple[Path | None, str]:
     """The local folder to land from, and a one-line description of where it came from."""
     if mode not in config.INGEST_MODES:
         raise ValueError(f"ingest mode must be one of {config.INGEST_MODES}, got {mode!r}")
     if mode == "none":
         return None, "nothing landed (ingest mode 'none')"
+    if mode == "replay":
+        return replay_source(settings, ds)
     if mode == "folder" or (mode == "auto" and settings.movielens_dir):
         if not settings.movielens_dir:
             raise ValueError("ingest mode 'folder' needs MOVIELENS_DIR")
