@@ -9,13 +9,16 @@ any date can be rerun or backfilled alone. A run without a logical date fails at
 **Trigger form**: `ingest` lands files first (`none`: they arrive on their own; `folder`, `download`,
 `synthetic`, `auto`, or `replay`: this date's drop of a release replayed as a daily feed); `compute`
 picks where Spark runs for this run (`default` follows `MOVIELENS_COMPUTE`); the model settings `tune`, `tune_every_days`, `tune_max_users`, `als_rank`,
-`als_reg_param`, `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items` and `refit` override their
-`MOVIELENS_*` variable for this run only when set.
+`als_reg_param`, `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items`, `refit` and `publish`
+(`force`: serve the day's lists whatever the publish gate says) override their `MOVIELENS_*` variable for
+this run only when set.
 
 **Flow**: land -> wait for the files and for the previous date's run -> route each file (checks and its
 Great Expectations suite; to `validated/` or `rejected/`) -> Data Docs -> the Spark job (the `spark`
 group: bronze, silver, gold, training and tuning, similar movies, on local Spark, Databricks, EMR or EMR
-Serverless) -> report and serving tables -> run summary -> success email. A failed task emails the team.
+Serverless; with the next-day backtest, the drift checks and the publish gate) -> report and serving tables
+(only when the gate published the date) -> run summary -> success email, and the held-back and data drift
+emails when called for. A failed task emails the team.
 
 Details: the project's docs, pages *The daily DAG* (`docs/daily-dag.md`) and *Configuration*.
 """
@@ -99,6 +102,13 @@ def movielens_daily():
 
         return pipeline.build_run_summary(ds, run_id, dag.dag_id, landing, compute, serving, run_params=params)
 
+    @task
+    def email_alerts(summary: dict) -> dict:
+        """The "model held back" and data drift emails the run summary calls for."""
+        from movielens.notify.alerts import send_alerts
+
+        return send_alerts(summary)
+
     landed = land_files()
     # Deferred (the triggerer polls the lake) until the day's files are in landing, or already routed.
     arrived = LandedFilesSensor(task_id="wait_for_landed_files")
@@ -121,6 +131,7 @@ def movielens_daily():
     summary = write_run_summary(landed, spark.result, published)
     [docs, report] >> summary
     summary >> SuccessEmailOperator(task_id="email_success")
+    email_alerts(summary)
 
 
 movielens_daily()

@@ -6,7 +6,10 @@ Outputs, each under ``gold/<table>/ds=D/``:
   by Bayesian average, overall, per genre and per decade (columns ``scope`` = overall | genre | decade,
   ``segment`` = all | the genre | e.g. 1990s, ``ranked_by`` = mean_rating | bayesian_avg, ``rank``);
 - ``ratings_by_year``: number and mean of the ratings given in each calendar year (UTC);
-- ``rating_distribution``: how many ratings have each value, and their share.
+- ``rating_distribution``: how many ratings have each value, and their share;
+- ``fallback_movies``: the ``FALLBACK_MOVIES`` most-rated movies (rank, title, genres, n_ratings), what a
+  user the served model does not know is answered from (``movielens.serving.lookup``: the popularity list,
+  weighted by the genres the user rated when they rated any).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pyspark.sql import functions as F
 from spark_jobs.common import layout, session
 
 RANKED_BY = ("mean_rating", "bayesian_avg")
+FALLBACK_MOVIES = 500
 MOVIE_COLUMNS = ("movieId", "title", "year", "n_ratings", "mean_rating", "bayesian_avg")
 
 
@@ -61,6 +65,14 @@ def popular_movies(movie_stats: DataFrame, min_ratings: int, top_n: int) -> Data
     return ranked[0].unionByName(ranked[1]).select("scope", "segment", "ranked_by", "rank", *MOVIE_COLUMNS)
 
 
+def fallback_movies(movie_stats: DataFrame, n: int = FALLBACK_MOVIES) -> DataFrame:
+    """The ``n`` most-rated movies, ties by the smaller movieId: ``segment`` (all), rank, movie, genres."""
+    order = Window.orderBy(F.col("n_ratings").desc(), F.col("movieId"))
+    return (movie_stats.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= n)
+            .select(F.lit("all").alias("segment"), "rank", "movieId", "title",
+                    F.array_join("genre_list", "|").alias("genres"), F.col("n_ratings").cast("int").alias("n_ratings")))
+
+
 def ratings_by_year(ratings: DataFrame) -> DataFrame:
     year = F.year(F.to_timestamp(F.from_unixtime(F.col("timestamp")))).alias("year")
     return ratings.groupBy(year).agg(F.count("*").alias("n_ratings"), F.avg("rating").alias("mean_rating"))
@@ -77,6 +89,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, min_ratings: int, top_n: i
         "popular_movies": popular_movies(movie_stats, min_ratings, top_n),
         "ratings_by_year": ratings_by_year(ratings),
         "rating_distribution": rating_distribution(ratings),
+        "fallback_movies": fallback_movies(movie_stats),
     }
     return session.write_tables(spark, tables, lake_root, layout.GOLD, ds)
 

@@ -89,6 +89,36 @@ def with_titles(recommendations: DataFrame, movies: DataFrame) -> DataFrame:
     return recommendations.join(movies, "movieId", "left").select("userId", "rank", "movieId", "title", "score")
 
 
+def recorded_fit(champion_info: dict | None, model: str, fit: dict) -> dict | None:
+    """The champion's fit parameters for ``model`` (the names of ``fit``), or None when not all are recorded."""
+    recorded = ((champion_info or {}).get("models", {}).get(model) or {}).get("params", {})
+    params = {key: recorded[key] for key in fit if key in recorded}
+    return params if len(params) == len(fit) else None
+
+
+def champion_metrics(champion_info: dict | None, fits: dict[str, tuple[dict, dict]], train: DataFrame,
+                     test: DataFrame, test_users: DataFrame, seed: int, k: int, catalogue: int) -> dict[str, dict]:
+    """The champion's metrics on this date's split, by model: its recorded parameters fitted on this training
+    part. ``fits``: model -> (the challenger's fit parameters, its metrics); equal parameters give the same
+    fit, so the challenger's metrics are the champion's and nothing is fitted."""
+    scores: dict[str, dict] = {}
+    for model, (fit, metrics) in fits.items():
+        params = recorded_fit(champion_info, model, fit)
+        if params is None:
+            continue
+        if params == fit:
+            scores[model] = dict(metrics)
+        elif model == RATING_MODEL:
+            fitted = rating_model.fit(train, seed=seed, **params)
+            scores[model] = evaluation.rating_metrics(rating_model.predict(fitted, test))
+        else:
+            fitted = top_n_model.fit(train, params, seed)
+            scores[model] = evaluation.ranking_metrics(top_n_model.recommend(fitted, k, users=test_users), test, k,
+                                                       catalogue)
+            fitted.data.release()
+    return scores
+
+
 def tuning_rows(model: str, trials: list[dict]) -> list[tuple]:
     """Long rows (model, trial, params as JSON, metric, value) for ``gold/model_tuning``."""
     metric_names = {"rmse", "mae", "evaluated_users", "catalog_coverage"}
@@ -101,8 +131,11 @@ def tuning_rows(model: str, trials: list[dict]) -> list[tuple]:
     return rows
 
 
-def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec) -> dict:
-    """Evaluate, refit and write the models of ``ds`` as ``job`` says (its settings and tuning decision)."""
+def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_info: dict | None = None) -> dict:
+    """Evaluate, refit and write the models of ``ds`` as ``job`` says (its settings and tuning decision).
+
+    ``champion_info`` (``gate.champion``): the served models, also evaluated on this date's split for the
+    publish gate (``champion_metrics`` in the result)."""
     settings = job.settings
     tune = job.tuning.action == spec.TUNE
     timings: dict[str, float] = {}
@@ -154,6 +187,9 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec) -> dict:
     lap("top_n_fit")
     top_n_metrics = evaluation.ranking_metrics(top_n_model.recommend(top_n, k, users=test_users), test, k, catalogue)
     lap("top_n_eval")
+    fits = {RATING_MODEL: (fit_rating, rating_metrics), TOP_N_MODEL: (fit_top_n, top_n_metrics)}
+    champion_scores = champion_metrics(champion_info, fits, train, test, test_users, seed, k, catalogue)
+    lap("champion_eval")
 
     # The product: per the refit setting, models refit on every rating up to ds; lists skip rated movies.
     refit = settings["refit"]
@@ -210,7 +246,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec) -> dict:
     lap("write")
     return {"models": models, "protocol": protocol, "outputs": outputs,
             "counts": {name: counts[name] for name in ("recommendations", "model_metrics", "model_tuning")},
-            "train_timings_s": timings}
+            "train_timings_s": timings, "champion_metrics": champion_scores}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -284,6 +284,16 @@ class Lake:
         """Dates with a partition of a bronze/silver/gold table, up to and including ``upto``."""
         return self.partition_dates(self.path(zone, table), upto)
 
+    def publication(self, ds: str) -> dict[str, Any] | None:
+        """The publish gate's record of ``ds`` (``reports/ds=D/publication.json``), None when there is none."""
+        path = self.zone(layout.REPORTS, ds) / layout.PUBLICATION
+        return self.read_json(path) if path.exists() else None
+
+    def served_date(self, table: str, upto: str) -> str | None:
+        """The date whose ``gold/<table>`` is served as of ``upto``: the latest one the gate did not hold back."""
+        dates = self.table_dates(layout.GOLD, table, upto)
+        return layout.served_date(dates, lambda d: layout.is_published(self.publication(d)))
+
     def read_table(self, zone: str, table: str, ds: str, filters: list | None = None) -> "pyarrow.Table":
         """One date's partition of a Parquet table, read with pyarrow (``filters`` as pyarrow takes them; no Spark)."""
         import pyarrow.parquet as pq

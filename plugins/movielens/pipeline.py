@@ -223,6 +223,11 @@ def build_run_summary(
         "models": models,
         "metrics": {name: model.get("metrics", {}) for name, model in models.items()},
         "protocol": params.get("protocol", {}),
+        # The daily loop's checks: yesterday's served lists against today's ratings, the publish gate's
+        # decision, and the drift and volume of what landed (spark_jobs/backtest.py, gate.py, drift.py).
+        "backtest": spark.get("backtest", {}),
+        "publication": lake.publication(ds) or {},
+        "drift": spark.get("drift", {}),
         "outputs": {
             **outputs,
             "run_summary": lake.uri(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY),

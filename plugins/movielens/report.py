@@ -5,6 +5,9 @@ so ``file://``, ``s3://`` and ``abfs://`` lakes work alike):
 
 - model metrics against the popularity baseline (``gold/model_metrics``);
 - metrics over recent runs (the run summaries of earlier dates, then this run's ``gold/model_metrics``);
+- the daily loop over recent dates: the next-day backtest of the served lists against popularity (a trend),
+  the publish gate's decisions and the drift and volume of what landed (the run summaries of earlier
+  dates, then this run's ``spark_job.json`` and ``publication.json``);
 - every trial of the tuning grids (``gold/model_tuning``); when the run reused the parameters tuned on an
   earlier date D (the tuning decision in ``models/ds=D/params.json``), the trials of D that chose them;
 - the rating distribution and ratings per year (``gold/rating_distribution``, ``gold/ratings_by_year``);
@@ -84,6 +87,8 @@ class ReportData:
     # "reuse", "off", or None when the job recorded none; and D, whose trials the tuning section shows.
     tuning: str | None = None
     reused_from: str | None = None
+    # This run's daily-loop checks: {"backtest": ..., "publication": ..., "drift": ...} as the summary has them.
+    loop: dict[str, Any] = field(default_factory=dict)
 
 
 def read_gold(lake: Lake, table: str, ds: str) -> "pd.DataFrame | None":
@@ -99,6 +104,13 @@ def tuning_origin(lake: Lake, ds: str) -> tuple[str | None, str | None]:
     return tuning.get("action"), tuning.get("source_ds")
 
 
+def loop_checks(lake: Lake, ds: str) -> dict[str, Any]:
+    """The Spark job's backtest and drift of ``ds`` and the gate's record, under the run summary's keys."""
+    path = lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT
+    job = lake.read_json(path) if path.exists() else {}
+    return {"backtest": job.get("backtest", {}), "publication": lake.publication(ds) or {}, "drift": job.get("drift", {})}
+
+
 def load(lake: Lake, ds: str) -> ReportData:
     tuning, reused_from = tuning_origin(lake, ds)
     # A run that reused parameters has no trials of its own: show those of the run whose tuning chose them.
@@ -111,6 +123,7 @@ def load(lake: Lake, ds: str) -> ReportData:
         earlier_runs=lake.run_summaries_before(ds, RECENT_RUNS),
         tuning=tuning,
         reused_from=reused_from,
+        loop=loop_checks(lake, ds),
     )
 
 
@@ -241,6 +254,20 @@ def plot_recent_runs(history: list[tuple[str, dict[str, dict[str, float]]]], nam
     return _svg(fig)
 
 
+def plot_backtest(rows: list[dict[str, Any]], k: int) -> str:
+    """The next-day backtest over dates: NDCG@k and precision@k of the served lists and of popularity."""
+    fig, axes = _figure(width=9.0, ncols=2)
+    x = range(len(rows))
+    for ax, metric in zip(axes, (f"ndcg_at_{k}", f"precision_at_{k}")):
+        for i, name in enumerate(("served", "popularity")):
+            ax.plot(x, [r[name][metric] for r in rows], marker="o", color=f"C{i}", label=name,
+                    linestyle="--" if name == "popularity" else "-")
+        ax.set_title(f"backtest {metric}")
+        ax.set_xticks(list(x), [r["ds"] for r in rows], rotation=45, ha="right", fontsize=7)
+    _legend_right(fig, axes)
+    return _svg(fig)
+
+
 # --- the page --------------------------------------------------------------------------------------
 
 def _count(value) -> str:
@@ -313,6 +340,43 @@ def recent_section(data: ReportData, metrics: dict[str, dict[str, float]]) -> di
     }
 
 
+def loop_section(data: ReportData) -> dict[str, Any] | None:
+    """One row per date (earlier run summaries, then this run): backtest, gate decision, what landed."""
+    history = [(s["ds"], s) for s in data.earlier_runs] + [(data.ds, data.loop)]
+    rows, scored = [], []
+    for ds, checks in history:
+        backtest, publication, drift = (checks.get(key) or {} for key in ("backtest", "publication", "drift"))
+        if not (backtest or publication or drift):
+            continue
+        k = backtest.get("k")
+        lists = backtest.get("lists") or {}
+        if backtest.get("status") == "scored":
+            scored.append({"ds": ds, **lists})
+
+        def value(name: str, metric: str) -> str:
+            return _number(lists[name][f"{metric}_at_{k}"]) if name in lists else ""
+
+        m = drift.get("metrics", {})
+        rows.append({
+            "ds": ds, "served_ds": backtest.get("served_ds") or "",
+            "backtest": [value("served", "ndcg"), value("popularity", "ndcg"), value("served", "precision"),
+                         value("popularity", "precision")],
+            "users": _count(lists["served"]["users_with_new_ratings"]) if "served" in lists else "",
+            "status": "" if backtest.get("status") == "scored" else backtest.get("status", ""),
+            "gate": ("published" if publication.get("published") else "held back") if publication else "",
+            "forced": publication.get("forced", False),
+            "reasons": "; ".join(publication.get("reasons", [])),
+            "landed": _count(m["ratings_landed"]) if "ratings_landed" in m else "",
+            "new_users": _count(m.get("new_users", 0)), "new_movies": _count(m.get("new_movies", 0)),
+            "psi": _number(m["rating_psi"], 3) if m.get("rating_psi") is not None else "",
+            "alerts": "; ".join(drift.get("alerts", [])),
+        })
+    if not rows:
+        return None
+    k = next((c["backtest"]["k"] for _, c in reversed(history) if (c.get("backtest") or {}).get("k")), 10)
+    return {"k": k, "rows": list(reversed(rows)), "figure": plot_backtest(scored, k) if scored else None}
+
+
 def tuning_section(trials: "pd.DataFrame | None") -> dict[str, Any] | None:
     if trials is None or not len(trials):
         return None
@@ -367,6 +431,7 @@ def sections(data: ReportData) -> dict[str, Any]:
     return {
         "metrics": metrics_section(metrics),
         "recent": recent_section(data, metrics),
+        "loop": loop_section(data),
         "tuning": tuning_section(t["model_tuning"]),
         "distribution": distribution_section(t["rating_distribution"]),
         "years": years_section(t["ratings_by_year"]),

@@ -16,6 +16,7 @@ library only, so it ships to clusters with the jobs.
     <root>/reports/ds=YYYY-MM-DD/files/<file>.json routing record per landed file
     <root>/reports/ds=YYYY-MM-DD/data_docs/index.html  Great Expectations Data Docs of the validations
     <root>/reports/ds=YYYY-MM-DD/report.html       the run's HTML report (plots of the gold tables, metrics)
+    <root>/reports/ds=YYYY-MM-DD/publication.json  whether that date's lists are served, and why
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SPARK_REPORT = "spark_job.json"
 MODEL_PARAMS = "params.json"  # models/ds=D/params.json: the models' parameters, metrics, protocol and settings
 DATA_DOCS = "data_docs"  # reports/ds=D/data_docs/index.html: GX Data Docs of the run's validations
 RUN_REPORT = "report.html"  # reports/ds=D/report.html: the run's report, one self-contained HTML file
+PUBLICATION = "publication.json"  # reports/ds=D/publication.json: whether D's lists were served (the gate)
 ROUTING_RECORDS = "files"
 REPORT_SUFFIX = ".report.json"
 
@@ -63,6 +65,21 @@ def check_ds(ds: str) -> str:
 
 def partition(ds: str) -> str:
     return f"ds={check_ds(ds)}"
+
+
+def is_published(record: dict | None) -> bool:
+    """Whether a date's lists were served, from its publication record: served unless it says held back
+    (a date without a record, from before the gate existed, was served)."""
+    return record is None or bool(record.get("published", True))
+
+
+def served_date(listed: list[str], published, before: str | None = None) -> str | None:
+    """The date whose lists are served: the latest of ``listed`` (dates with lists; < ``before`` if given)
+    for which ``published(date)`` is true. Every reader of the served lists goes through this rule."""
+    for date in sorted((d for d in listed if before is None or d < before), reverse=True):
+        if published(date):
+            return date
+    return None
 
 
 def file_kind(file_name: str) -> str | None:

@@ -67,6 +67,19 @@ def list_names(spark: SparkSession, url: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(path))
 
 
+def read_text(spark: SparkSession, url: str) -> str:
+    fs, path = _fs_and_path(spark, url)
+    stream = fs.open(path)
+    try:
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def read_json(spark: SparkSession, url: str):
+    return json.loads(read_text(spark, url))
+
+
 def write_text(spark: SparkSession, url: str, text: str) -> None:
     fs, path = _fs_and_path(spark, url)
     stream = fs.create(path, True)

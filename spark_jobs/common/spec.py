@@ -168,6 +168,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("popular_min_ratings", int, 50, "Ratings a movie needs to be ranked among the popular movies.", 1,
             1_000_000_000),
     Setting("popular_top_n", int, 20, "Movies per popularity ranking.", 1, 1000),
+    # Publishing: the gate between the day's lists and the served ones (spark_jobs/gate.py).
+    Setting("publish", str, "gate", "gate: the day's lists are served only when their models are not worse "
+            "than the served ones' beyond the tolerances, on the day's test split; force: served whatever the "
+            "comparison says. The first run always publishes.", choices=("gate", "force"),
+            title="Publish the day's lists"),
+    Setting("gate_ndcg_tolerance", float, 0.02, "The gate holds the day's lists back when the top-N model's "
+            "NDCG@k is lower than the served model's by more than this share.", 0, 1),
+    Setting("gate_rmse_tolerance", float, 0.02, "The gate holds the day's lists back when the rating model's "
+            "RMSE is higher than the served model's by more than this share.", 0, 10),
+    # The daily checks of what landed (spark_jobs/drift.py).
+    Setting("drift_window_days", int, 7, "Earlier dates with ratings that volume and rating shift are measured "
+            "against.", 1, 365),
+    Setting("volume_alert_ratio", float, 5.0, "A data incident email when a date lands this many times the "
+            "trailing median of ratings or more, or that many times less (or none at all).", 1.1, 1_000_000),
+    Setting("psi_alert", float, 0.25, "A data incident email when the population stability index of the rating "
+            "values against the trailing dates is above this.", 0, 100),
 )
 
 

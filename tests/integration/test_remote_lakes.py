@@ -230,6 +230,14 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         put(remote, f"bronze/ratings/ds={ds}/part-0.parquet", b"r" + ds.encode())
         put(remote, f"bronze/ratings/ds={ds}/_SUCCESS", b"")
     put(remote, f"bronze/tags/ds={before}/part-0.parquet", b"t")
+    # The checks' inputs: the latest silver before D, and the served date's lists, ratings and records
+    # (its model artifacts are not needed).
+    earlier = {f"silver/ratings/ds={before}/part-0.parquet": b"s", f"silver/movies/ds={before}/part-0.parquet": b"sm",
+               f"gold/recommendations/ds={before}/part-0.parquet": b"served",
+               f"reports/ds={before}/publication.json": b'{"published": true}', f"models/ds={before}/params.json": b"{}"}
+    for rel, data in earlier.items():
+        put(remote, rel, data)
+    put(remote, f"models/ds={before}/als_explicit/metadata/part-0", b"served model")
     # Outputs of an earlier run of ds=D: every one must be replaced or removed.
     put(remote, f"bronze/tags/ds={DS}/part-old.parquet", b"old tags")
     put(remote, f"gold/recommendations/ds={DS}/part-old.parquet", b"old recs")
@@ -239,14 +247,17 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         stats = stage.download()
         root = stage.root
         got = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-        assert got == [
+        assert got == sorted([
             f"bronze/movies/ds={before}/part-0.parquet",
             f"bronze/ratings/ds={before}/_SUCCESS",
             f"bronze/ratings/ds={before}/part-0.parquet",
             f"validated/ds={DS}/movies.csv",
-        ]
+            *earlier,
+        ])
         assert (root / f"validated/ds={DS}/movies.csv").read_bytes() == MOVIES
-        assert stats["files"] == 4 and stats["bytes"] == len(MOVIES) + 2 * len(b"m" + before.encode())
+        assert all((root / rel).read_bytes() == data for rel, data in earlier.items())
+        assert stats["files"] == 9
+        assert stats["bytes"] == len(MOVIES) + 2 * len(b"m" + before.encode()) + sum(map(len, earlier.values()))
 
         # What a Spark run leaves in the folder (checksum files included; no tags validated today).
         written = {
@@ -282,7 +293,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
     assert not any("part-old" in k for k in keys), "old outputs of ds=D are replaced"
     saved = json.loads(remote.lake.path(f"reports/ds={DS}/spark_job.json").read_text())
     assert saved["outputs"] == report["outputs"], "relative to the lake root, as the job wrote them"
-    assert saved["staging"]["in"]["files"] == 4
+    assert saved["staging"]["in"]["files"] == 9
 
 
 # --- end to end -------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from movielens.serving import ServingError, cli, lookup, publish
 from spark_jobs.common import layout
 
 TITLES = {1: "Toy Story (1995)", 2: "Jumanji (1995)", 3: "Heat (1995)", 4: "Casino (1995)", 5: "Fargo (1996)"}
+GENRES = {1: "Animation|Comedy", 2: "Adventure", 3: "Crime|Thriller", 4: "Crime|Drama", 5: "Comedy|Crime"}
+# The fallback's popularity order: movie -> ratings.
+POPULARITY = {2: 50, 1: 40, 4: 30, 3: 20, 5: 10}
 
 
 def write_gold(lake_root, ds: str, recommendations: dict[int, list[int]], similar: dict[int, list[int]]) -> None:
@@ -24,7 +27,11 @@ def write_gold(lake_root, ds: str, recommendations: dict[int, list[int]], simila
          "similar_title": TITLES[other], "similarity": 1.0 - rank / 10}
         for movie, others in similar.items() for rank, other in enumerate(others, 1)
     ]
-    for table, rows in (("recommendations", rec_rows), ("similar_movies", sim_rows)):
+    fallback_rows = [
+        {"segment": "all", "rank": rank, "movieId": movie, "title": TITLES[movie], "genres": GENRES[movie], "n_ratings": n}
+        for rank, (movie, n) in enumerate(POPULARITY.items(), 1)
+    ]
+    for table, rows in (("recommendations", rec_rows), ("similar_movies", sim_rows), ("fallback_movies", fallback_rows)):
         folder = lake_root / layout.GOLD / table / f"ds={ds}"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), folder / "part-00000.parquet")
@@ -59,7 +66,7 @@ def test_publish_upserts_forward_in_time_and_reruns_change_nothing(serving_db, l
     write_gold(root, "2026-11-02", {7: [5, 4], 9: [1, 2, 3]}, {1: [3, 2]})
 
     first = publish.publish("2026-11-01")
-    assert first["rows"] == {"recommendations": 6, "similar_movies": 4}
+    assert first["rows"] == {"recommendations": 6, "similar_movies": 4, "fallback_movies": 5}
     before = serving_db("SELECT user_id, rank, movie_id, ds::text, published_at FROM movielens_recommendations ORDER BY 1, 2")
     publish.publish("2026-11-01")  # a rerun: not one row touched, not even its published_at
     assert serving_db("SELECT user_id, rank, movie_id, ds::text, published_at FROM movielens_recommendations ORDER BY 1, 2") == before
@@ -105,10 +112,46 @@ def test_lookups_from_the_lake_and_the_database_agree(serving_db, lake_url):
         assert [r["similar_title"] for r in like["rows"]] == ["Fargo (1996)", "Casino (1995)", "Heat (1995)"], source
     older = lookup.lookup_recommendations(7, n=3, source="lake", ds="2026-11-01")
     assert [r["movie_id"] for r in older["rows"]] == [1, 2, 3]
-    with pytest.raises(ServingError, match="user 99 has no recommendations"):
-        lookup.lookup_recommendations(99, source="db")
+    assert recs["fallback"] is None
     with pytest.raises(ServingError, match="movie 42 has no similar_movies"):
         lookup.lookup_similar(42, source="lake")
+
+
+def test_an_unknown_user_gets_the_popularity_fallback_marked_so(serving_db, lake_url):
+    root = lake_root(lake_url)
+    write_gold(root, "2026-11-01", {7: [1, 2, 3]}, {1: [2, 3, 4]})
+    publish.publish("2026-11-01")
+    for source in ("lake", "db"):
+        answer = lookup.lookup_recommendations(99, n=3, source=source)
+        assert [r["movie_id"] for r in answer["rows"]] == [2, 1, 4], source  # the most rated first
+        assert answer["fallback"]["basis"] == "the most-rated movies"
+        assert "user 99 is not in the served recommendations" in answer["fallback"]["reason"]
+    # A user who rated crime movies (silver, after the served date) and no model list: crime movies first.
+    silver = root / layout.SILVER / "ratings" / "ds=2026-11-02"
+    silver.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"userId": 12, "movieId": 3, "rating": 4.0, "genre_list": ["Crime", "Thriller"]}]),
+                   silver / "part-00000.parquet")
+    answer = lookup.lookup_recommendations(12, n=3, source="lake")
+    # Scores: Casino 30 x 1 (Crime), Fargo 10 x 1 (Crime); the others 0, in popularity order; Heat was rated.
+    assert [(r["movie_id"], r["score"]) for r in answer["rows"]] == [(4, 30.0), (5, 10.0), (2, 0.0)]
+    assert answer["fallback"]["basis"] == "the most-rated movies, weighted by the genres of the 1 movie(s) the user rated"
+    assert "fallback: the most-rated movies, weighted" in lookup.recommendations_text(answer)
+
+
+def test_a_date_the_gate_held_back_is_not_served(serving_db, lake_url):
+    root = lake_root(lake_url)
+    write_gold(root, "2026-11-01", {7: [1, 2, 3]}, {1: [2, 3, 4]})
+    write_gold(root, "2026-11-02", {7: [3, 4, 5]}, {1: [5, 4, 3]})
+    record = root / layout.REPORTS / "ds=2026-11-02" / layout.PUBLICATION
+    record.parent.mkdir(parents=True)
+    record.write_text('{"published": false, "served_ds": "2026-11-01", "reasons": ["ease_ials ndcg_at_10 worse"]}')
+    assert publish.publish_or_skip("2026-11-01")["published"] is True
+    held = publish.publish_or_skip("2026-11-02")
+    assert (held["published"], held["served_ds"]) == (False, "2026-11-01") and "ndcg_at_10 worse" in held["reason"]
+    for source in ("lake", "db"):
+        recs = lookup.lookup_recommendations(7, n=3, source=source)
+        assert (recs["model_ds"], [r["movie_id"] for r in recs["rows"]]) == ("2026-11-01", [1, 2, 3]), source
+        assert lookup.lookup_similar(1, n=1, source=source)["model_ds"] == "2026-11-01"
 
 
 def test_cli_answers_recommend_and_similar_with_titles(serving_db, lake_url, capsys):
@@ -121,5 +164,5 @@ def test_cli_answers_recommend_and_similar_with_titles(serving_db, lake_url, cap
     assert cli.main(["similar", "--movie", "1", "-n", "1"]) == 0
     out = capsys.readouterr().out
     assert "Movies like Toy Story (1995)" in out and "1. Heat (1995)" in out and "Fargo" not in out
-    assert cli.main(["recommend", "--user", "43"]) == 1
-    assert "user 43 has no recommendations" in capsys.readouterr().err
+    assert cli.main(["recommend", "--user", "43"]) == 0
+    assert "(fallback: the most-rated movies, because user 43 is not in the served recommendations" in capsys.readouterr().out

@@ -19,6 +19,7 @@ partitions in memory. Spark's checksum files (``.*.crc``) are not uploaded.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import shutil
@@ -68,12 +69,30 @@ class File:
         return layout.join(layout.zone_dir("", self.zone, ds), self.name)
 
 
+@dataclass(frozen=True)
+class Latest:
+    """The latest partition of a table with ds < D (what the daily checks compare D with)."""
+
+    zone: str
+    table: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """A table partition (or, with ``name``, one file of a dated zone) of the served date before D: the date
+    whose lists were served when D's ratings came (``layout.served_date``), for the backtest and the gate."""
+
+    zone: str
+    table: str | None = None
+    name: str | None = None
+
+
 def _tables(zone: str, names) -> list[Part]:
     return [Part(zone, name) for name in names]
 
 
 SILVER_TABLES = ("ratings", "movies", "user_stats", "movie_stats")
-GOLD_ANALYSIS = ("popular_movies", "ratings_by_year", "rating_distribution")
+GOLD_ANALYSIS = ("popular_movies", "ratings_by_year", "rating_distribution", "fallback_movies")
 
 # What each entry point of spark_jobs/ reads for ds=D, beyond what it writes itself first. bronze.py
 # reads validated/ds=D and, for the unknown-movie check, bronze/movies with ds <= D (its own ds=D
@@ -85,8 +104,12 @@ JOB_INPUTS: dict[str, list] = {
     "gold.py": [Part(layout.SILVER, "ratings"), Part(layout.SILVER, "movie_stats")],
     "train.py": [Part(layout.SILVER, "ratings"), Part(layout.SILVER, "movies")],
     "similar.py": [Part(layout.MODELS, sub="als_explicit"), Part(layout.SILVER, "movies")],
-    # All stages in one session: bronze writes ds=D before silver reads history <= D.
-    "daily.py": [Part(layout.VALIDATED), History(layout.BRONZE, "movies"), History(layout.BRONZE, "ratings")],
+    # All stages in one session: bronze writes ds=D before silver reads history <= D. The checks read the
+    # latest silver before D and the served date's lists, ratings, publication record and parameters.
+    "daily.py": [Part(layout.VALIDATED), History(layout.BRONZE, "movies"), History(layout.BRONZE, "ratings"),
+                 Latest(layout.SILVER, "ratings"), Latest(layout.SILVER, "movies"),
+                 Served(layout.GOLD, "recommendations"), Served(layout.SILVER, "ratings"),
+                 Served(layout.REPORTS, name=layout.PUBLICATION), Served(layout.MODELS, name=layout.MODEL_PARAMS)],
 }
 
 # What each writes for ds=D. Any other ds=D table partition found in the staging folder afterwards (and
@@ -104,7 +127,9 @@ JOB_OUTPUTS["daily.py"] = [
     *JOB_OUTPUTS["gold.py"],
     *JOB_OUTPUTS["train.py"],
     *JOB_OUTPUTS["similar.py"],
+    *_tables(layout.GOLD, ("backtest", "drift")),
     File(layout.REPORTS, layout.SPARK_REPORT),
+    File(layout.REPORTS, layout.PUBLICATION),
 ]
 
 
@@ -174,8 +199,9 @@ class LocalStaging:
 
     # --- in ----------------------------------------------------------------------------------------
     def input_parts(self) -> list[str]:
-        """Relative paths of the partitions the job reads (listing the lake for history tables)."""
+        """Relative paths of the partitions and files the job reads (listing the lake for history tables)."""
         parts: list[str] = []
+        served: str | None | bool = False  # looked up once, when a Served input asks
         for spec in JOB_INPUTS[self.job]:
             if isinstance(spec, History):
                 dates = self.lake.table_dates(spec.zone, spec.table, self.ds)
@@ -184,9 +210,19 @@ class LocalStaging:
                     for d in dates
                     if spec.include_ds or d < self.ds
                 ]
+            elif isinstance(spec, Latest):
+                earlier = [d for d in self.lake.table_dates(spec.zone, spec.table, self.ds) if d < self.ds]
+                parts += [layout.table_dir("", spec.zone, spec.table, earlier[-1])] if earlier else []
+            elif isinstance(spec, Served):
+                if served is False:
+                    before = (dt.date.fromisoformat(self.ds) - dt.timedelta(days=1)).isoformat()
+                    served = self.lake.served_date("recommendations", before)
+                if served:
+                    parts.append(layout.table_dir("", spec.zone, spec.table, served) if spec.table
+                                 else layout.join(layout.zone_dir("", spec.zone, served), spec.name))
             else:
                 parts.append(spec.rel(self.ds))
-        return parts
+        return list(dict.fromkeys(parts))
 
     def download(self) -> dict[str, float]:
         started = time.monotonic()
@@ -198,6 +234,10 @@ class LocalStaging:
             fs, remote = self._remote(rel)
             files = self._find(fs, remote)
             self.staged_in.add(rel)
+            if not files and fs.isfile(remote):  # a single file (a record of the served date)
+                rpaths.append(remote)
+                lpaths.append(str(self.root / rel))
+                total += int(fs.size(remote) or 0)
             for rpath, size in files.items():
                 inner = rpath[len(remote):].lstrip("/")
                 if not inner or _is_hidden(inner):
@@ -260,7 +300,7 @@ class LocalStaging:
             if not local.is_file():
                 continue
             data = local.read_bytes()
-            if rel.endswith(".json"):
+            if rel.endswith(layout.SPARK_REPORT):
                 # The job's report (paths relative to the lake root, true here too) says how staging went.
                 doc = json.loads(data)
                 doc["staging"] = {"local_compute_staged_through": "local disk", **self.stats}

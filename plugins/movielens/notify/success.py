@@ -59,6 +59,38 @@ def tuning_text(summary: dict[str, Any]) -> str | None:
     return None
 
 
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def loop_lines(summary: dict[str, Any]) -> list[str]:
+    """The daily loop's checks in sentences: the next-day backtest, the publish gate, what landed."""
+    lines = []
+    backtest, publication, drift = (summary.get(key) or {} for key in ("backtest", "publication", "drift"))
+    if backtest.get("status") == "scored":
+        k, served, popular = backtest["k"], backtest["lists"]["served"], backtest["lists"]["popularity"]
+        lines.append(
+            f"Backtest: the lists served since ds={backtest['served_ds']} against the {backtest['new_pairs']} new "
+            f"ratings of {summary['ds']} ({served['users_with_new_ratings']} users, {served['fallback_users']} of them "
+            f"unknown to the served model, answered with the popularity fallback): NDCG@{k} "
+            f"{_fmt(served[f'ndcg_at_{k}'])} (popularity {_fmt(popular[f'ndcg_at_{k}'])}), precision@{k} "
+            f"{_fmt(served[f'precision_at_{k}'])} (popularity {_fmt(popular[f'precision_at_{k}'])}).")
+    elif backtest:
+        lines.append(f"Backtest: {backtest.get('status')}.")
+    if publication:
+        verdict = "published: these lists are now served" if publication.get("published") else \
+            f"HELD BACK: the lists of ds={publication.get('served_ds')} stay served"
+        lines.append(f"Publish gate: {verdict} ({'; '.join(publication.get('reasons', []))}).")
+    if drift:
+        m = drift.get("metrics", {})
+        lines.append(
+            f"Landed: {m.get('ratings_landed', 0):,} ratings (trailing median {_fmt(m.get('trailing_median'), 0)} "
+            f"over {m.get('trailing_dates', 0)} date(s)), {m.get('new_users', 0):,} new users, "
+            f"{m.get('new_movies', 0):,} new movies, rating PSI {_fmt(m.get('rating_psi'), 3)}.")
+        lines += [f"Data alert: {alert}." for alert in drift.get("alerts", [])]
+    return lines
+
+
 def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_error: str | None = None) -> dict[str, Any]:
     """What the templates show. ``previous_error``: why the earlier summaries could not be read, if so."""
     return {
@@ -68,6 +100,7 @@ def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_er
         "previous_error": previous_error,
         "metrics": metric_rows(summary.get("metrics", {}), previous.get("metrics", {}) if previous else None),
         "tuning": tuning_text(summary),
+        "loop": loop_lines(summary),
     }
 
 

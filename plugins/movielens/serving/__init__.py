@@ -1,10 +1,11 @@
 """Serving: each run's recommendations and similar movies in PostgreSQL, and lookups from the lake or the DB.
 
-``publish(ds)`` copies ``gold/recommendations`` and ``gold/similar_movies`` of one date into three tables
-of the database behind the Airflow connection ``MOVIELENS_SERVING_CONN_ID``:
+``publish(ds)`` copies ``gold/recommendations``, ``gold/similar_movies`` and ``gold/fallback_movies`` of one date
+into the tables of the database behind the Airflow connection ``MOVIELENS_SERVING_CONN_ID``:
 
 - ``movielens_recommendations``   (user_id, rank) -> movie, title, score, ds
 - ``movielens_similar_movies``    (movie_id, rank) -> similar movie, titles, similarity, ds
+- ``movielens_fallback_movies``   (segment, rank) -> movie, title, genres, ratings, ds: the cold-start list
 - ``movielens_serving_runs``      ds -> row counts, source, published_at
 
 Rows are upserted keyed by (user_id, rank) and (movie_id, rank) with the run date, and a row only ever
@@ -12,8 +13,10 @@ moves forward in time: publishing an older date (a backfill) never replaces a ne
 publishing the same date twice changes nothing. Ranks a user or movie no longer has on the newer date
 are deleted, so each key holds exactly the latest list. One transaction per publish.
 
-``lookup_recommendations`` / ``lookup_similar`` answer from the latest outputs, from the lake (Parquet
-filters, no Spark) or from the database; ``python -m movielens.serving.cli recommend|similar`` prints them.
+``lookup_recommendations`` / ``lookup_similar`` answer from the served outputs (the publish gate's records
+say which date is served; a user the served lists do not hold gets the popularity fallback, marked so),
+from the lake (Parquet filters, no Spark) or from the database; ``python -m movielens.serving.cli
+recommend|similar`` prints them.
 
 Here: what is served (:class:`Product`: each gold table and its database table, the schema told once),
 the errors and the connection; :mod:`.publish` writes, :mod:`.lookup` answers, :mod:`.cli` prints.
@@ -54,7 +57,14 @@ SIMILAR_MOVIES = Product(
      ("similar_movieId", "similar_movie_id", "integer NOT NULL"), ("similar_title", "similar_title", "text"),
      ("similarity", "similarity", "real")),
 )
-PRODUCTS = (RECOMMENDATIONS, SIMILAR_MOVIES)
+#: The popularity list a user the served model does not know is answered from (the cold-start fallback).
+FALLBACK_MOVIES = Product(
+    "fallback_movies",
+    "movielens_fallback_movies",
+    (("segment", "segment", "text"), ("rank", "rank", "integer"), ("movieId", "movie_id", "integer NOT NULL"),
+     ("title", "title", "text"), ("genres", "genres", "text"), ("n_ratings", "n_ratings", "integer")),
+)
+PRODUCTS = (RECOMMENDATIONS, SIMILAR_MOVIES, FALLBACK_MOVIES)
 RUNS_TABLE = "movielens_serving_runs"
 
 

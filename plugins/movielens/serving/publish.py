@@ -83,8 +83,17 @@ def _upsert(cursor, product: Product, ds: str) -> int:
 
 
 def publish_or_skip(ds: str) -> dict[str, Any]:
-    """:func:`publish` to ``MOVIELENS_SERVING_CONN_ID``; the task is skipped, saying so, when it is not set."""
-    if not config.load().serving_conn_id:
+    """:func:`publish` to ``MOVIELENS_SERVING_CONN_ID``, unless the publish gate held the date back (the
+    served lists stay as they are, saying so); the task is skipped, saying so, when no database is set."""
+    settings = config.load()
+    record = Lake.from_settings(settings).publication(ds)
+    if not layout.is_published(record):
+        reasons = "; ".join(record.get("reasons", []))
+        log.warning("ds=%s held back by the publish gate, the lists of ds=%s stay served: %s", ds,
+                    record.get("served_ds"), reasons)
+        return {"ds": ds, "published": False, "held_back": True, "served_ds": record.get("served_ds"),
+                "reason": f"held back by the publish gate: {reasons}"}
+    if not settings.serving_conn_id:
         from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException("MOVIELENS_SERVING_CONN_ID is not set: the outputs stay in the lake only")
@@ -122,4 +131,5 @@ def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
     finally:
         conn.close()
     log.info("published %s to %s: %s", ds, conn_id, counts)
-    return {"ds": ds, "conn_id": conn_id, "tables": {p.gold_table: p.db_table for p in PRODUCTS}, "rows": counts}
+    return {"ds": ds, "published": True, "conn_id": conn_id, "tables": {p.gold_table: p.db_table for p in PRODUCTS},
+            "rows": counts}

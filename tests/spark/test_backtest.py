@@ -1,0 +1,84 @@
+"""The next-day backtest against a hand computation on a small lake."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs import backtest
+from spark_jobs.common import layout
+
+pytestmark = pytest.mark.spark
+
+RATINGS = "userId int, movieId int, rating double, timestamp long"
+LISTS = "userId int, rank int, movieId int, title string, score float"
+S, D = "2026-11-01", "2026-11-02"
+
+
+def write(spark, root, zone, table, ds, rows, schema):
+    spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(layout.table_dir(root, zone, table, ds))
+
+
+@pytest.fixture
+def lake(spark, tmp_path):
+    """Served date S: movie 10 rated 3 times, 11 twice, 12 once; lists for users 1 and 2. On D: user 1 rates
+    12 (new) and 10 again, user 2 rates 13, user 4 (unknown on S) rates 11 and 10."""
+    root = (tmp_path / "lake").as_uri()
+    history = [(1, 10, 4.0, 1), (2, 10, 3.0, 1), (2, 11, 4.0, 1), (3, 10, 5.0, 1), (3, 11, 2.0, 1), (3, 12, 4.0, 1)]
+    write(spark, root, layout.SILVER, "ratings", S, history, RATINGS)
+    write(spark, root, layout.GOLD, "recommendations", S,
+          [(1, 1, 12, "c", 0.9), (1, 2, 11, "b", 0.8), (2, 1, 12, "c", 0.7), (2, 2, 13, "d", 0.6), (2, 3, 10, "a", 0.1)],
+          LISTS)
+    write(spark, root, layout.BRONZE, "ratings", D, [(1, 12, 5.0, 2), (1, 10, 2.0, 2), (2, 13, 4.0, 2), (4, 11, 4.0, 2),
+                                                     (4, 10, 3.0, 2)], RATINGS)
+    return root
+
+
+def test_served_lists_and_popularity_against_the_next_days_ratings(spark, lake):
+    result = backtest.run(spark, lake, D, k=2)
+    assert (result["status"], result["served_ds"], result["new_pairs"]) == ("scored", S, 4)  # 1 re-rating dropped
+    gain2 = 1 / math.log2(3)
+    # Served: user 1 [12, 11] hits 12 at 1; user 2 [12, 13] hits 13 at 2; user 4 gets popularity [10, 11]: 2 hits.
+    served = result["lists"][backtest.SERVED]
+    assert served["precision_at_2"] == pytest.approx((0.5 + 0.5 + 1) / 3)
+    assert served["recall_at_2"] == pytest.approx(1.0)
+    assert served["ndcg_at_2"] == pytest.approx((1 + gain2 + 1) / 3)
+    assert served["hit_rate_at_2"] == pytest.approx(1.0)
+    assert (served["evaluated_users"], served["users_with_new_ratings"], served["fallback_users"]) == (3, 3, 1)
+    # Popularity of S without what each had seen: user 1 [11, 12], user 2 [12], user 4 [10, 11].
+    popular = result["lists"][backtest.POPULARITY]
+    assert popular["precision_at_2"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert popular["recall_at_2"] == pytest.approx((1 + 0 + 1) / 3)
+    assert popular["ndcg_at_2"] == pytest.approx((gain2 + 0 + 1) / 3)
+    assert popular["hit_rate_at_2"] == pytest.approx(2 / 3)
+    table = spark.read.parquet(layout.table_dir(lake, layout.GOLD, backtest.TABLE, D))
+    assert result["rows"] == table.count()
+    assertDataFrameEqual(table.where("metric = 'ndcg_at_2'").select("served_ds", "list"),
+                         spark.createDataFrame([(S, "served"), (S, "popularity")], "served_ds string, list string"))
+
+
+def test_a_held_back_date_is_not_the_served_one(spark, lake, tmp_path):
+    later = "2026-11-01"
+    record = tmp_path / "lake" / layout.REPORTS / layout.partition(later) / layout.PUBLICATION
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"published": False, "reasons": ["worse"]}))
+    result = backtest.run(spark, lake, D, k=2)
+    assert (result["served_ds"], result["rows"]) == (None, 0)
+    assert result["status"] == f"no lists were served before {D}: nothing to score yet"
+
+
+def test_nothing_to_score_says_why(spark, lake):
+    assert backtest.run(spark, lake, S, k=2)["status"] == f"no lists were served before {S}: nothing to score yet"
+    assert backtest.run(spark, lake, "2026-11-03", k=2)["status"] == "no ratings landed on 2026-11-03"
+
+
+def test_served_date_follows_the_publication_records():
+    held = {"2026-11-03"}
+    dates = ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert layout.served_date(dates, lambda d: d not in held) == "2026-11-02"
+    assert layout.served_date(dates, lambda d: True, before="2026-11-02") == "2026-11-01"
+    assert layout.served_date(dates, lambda d: False) is None
+    assert layout.is_published(None) and not layout.is_published({"published": False})
