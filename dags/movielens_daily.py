@@ -18,7 +18,8 @@ Great Expectations suite; to `validated/` or `rejected/`) -> Data Docs -> the Sp
 group: bronze, silver, gold, training and tuning, similar movies, on local Spark, Databricks, EMR or EMR
 Serverless; with the next-day backtest, the drift checks and the publish gate) -> report and serving tables
 (only when the gate published the date) -> run summary -> success email, and the held-back and data drift
-emails when called for. A failed task emails the team.
+emails when called for. A failed task emails the team; a scheduled run not finished
+`MOVIELENS_PUBLISH_DEADLINE_HOURS` after its logical date emails it too (a Deadline Alert).
 
 Details: the project's docs, pages *The daily DAG* (`docs/daily-dag.md`) and *Configuration*.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from movielens.compute.tasks import spark_job
-from movielens.dag_defaults import START_DATE, default_args, require_ds
+from movielens.dag_defaults import START_DATE, default_args, publish_deadline, require_ds
 from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 from movielens.trigger_form import model_params, source_params
@@ -43,6 +44,7 @@ from movielens.trigger_form import model_params, source_params
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
     default_args=default_args(),
+    deadline=publish_deadline(),
     params={**source_params(), **model_params()},
 )
 def movielens_daily():

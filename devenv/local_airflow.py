@@ -86,6 +86,9 @@ def migrate(env: dict[str, str]) -> None:
 def dags_test(dag_id: str, ds: str, env: dict[str, str], conf: dict | None = None, log_file: Path | None = None) -> str:
     """``airflow dags test``; returns the run's final state (``success`` or ``failed``)."""
     args = ["dags", "test", dag_id, ds]
+    # Airflow 3.3.2's `dags test` fails a successful run of a DAG with a deadline when it marks the run done
+    # (apache/airflow#73428, fix open in #73430): the deadline is left out here, and only here.
+    env = {**env, "MOVIELENS_PUBLISH_DEADLINE_HOURS": "off"}
     if conf:
         args += ["--conf", json.dumps(conf)]
     done = airflow(args, env, capture_output=True, text=True)

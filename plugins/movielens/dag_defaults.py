@@ -19,6 +19,33 @@ def default_args() -> dict:
     }
 
 
+#: Hours after a date's logical date by which its lists should be published (MOVIELENS_PUBLISH_DEADLINE_HOURS).
+DEFAULT_PUBLISH_DEADLINE_HOURS = 8.0
+
+
+def publish_deadline():
+    """The daily DAG's Deadline Alert: the missed-deadline email (:mod:`movielens.notify.deadline`) when a run has
+    not finished ``MOVIELENS_PUBLISH_DEADLINE_HOURS`` after its logical date; ``off``: none. Read when the DAG
+    is parsed (a deadline is part of the DAG's definition): a change takes effect at the next parse."""
+    import os
+
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    raw = os.environ.get("MOVIELENS_PUBLISH_DEADLINE_HOURS", "").strip() or str(DEFAULT_PUBLISH_DEADLINE_HOURS)
+    if raw.lower() == "off":
+        return None
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(f"MOVIELENS_PUBLISH_DEADLINE_HOURS must be a number of hours, got {raw!r}") from None
+    if not 0 < hours <= 24 * 7:
+        raise ValueError(f"MOVIELENS_PUBLISH_DEADLINE_HOURS must be between 0 and 168, got {raw!r}")
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=dt.timedelta(hours=hours),
+                         callback=AsyncCallback("movielens.notify.deadline.email_missed_deadline"),
+                         name="publish deadline")
+
+
 def require_ds(ds: str | None) -> str:
     """The run's date partition. A run triggered without a logical date has none: fail at once, saying so."""
     if not ds:

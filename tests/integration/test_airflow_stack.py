@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote, unquote
@@ -62,6 +63,7 @@ class Deployment:
     source: Path  # MOVIELENS_DIR: what the REST run lands
     mail: Mailbox
     serving: Callable[[str], list[tuple]]  # SQL on the serving database
+    metadata: Callable[[str], list[tuple]]  # SQL on Airflow's metadata database
 
     def summary(self, ds: str) -> dict:
         return json.loads((self.lake / layout.REPORTS / f"ds={ds}" / layout.RUN_SUMMARY).read_text())
@@ -119,7 +121,8 @@ def deployment(tmp_path_factory, postgres_server):
             stack.wait_for_dags([DAILY, SIMILAR])
             stack.unpause(DAILY)
             yield Deployment(stack, work / "lake", work, source, mail,
-                             lambda sql: postgres_server.execute(sql, database=serving_db))
+                             lambda sql: postgres_server.execute(sql, database=serving_db),
+                             lambda sql: postgres_server.execute(sql, database=database))
         finally:
             stack.stop()
 
@@ -166,6 +169,20 @@ def test_daily_run_triggered_through_the_rest_api(deployment, daily_run):
     served = deployment.serving("SELECT rank, movie_id, title, ds::text FROM movielens_recommendations WHERE user_id = 1 AND rank <= 10 ORDER BY rank")
     assert served == [(r["rank"], r["movieId"], r["title"], DS) for r in recs]
     assert deployment.serving("SELECT count(*) FROM movielens_recommendations") == [(summary["serving"]["rows"]["recommendations"],)]
+
+    # The first date publishes; nothing was served before it to backtest.
+    assert summary["publication"]["published"] and summary["publication"]["champion_ds"] is None
+    assert summary["backtest"]["status"] == f"no lists were served before {DS}: nothing to score yet"
+
+    # The DAG's publish deadline is registered, and this run of a past date missed it at once: the triggerer
+    # ran the callback, which emails only about scheduled runs (this one is manual).
+    assert deployment.metadata("SELECT count(*) FROM deadline_alert WHERE name = 'publish deadline'")[0][0] >= 1
+    deadline = dt.datetime.now() + dt.timedelta(seconds=120)
+    while not deployment.metadata("SELECT state FROM callback WHERE state = 'success'") and dt.datetime.now() < deadline:
+        time.sleep(2)
+    assert deployment.metadata("SELECT state FROM callback WHERE state = 'success'"), deployment.metadata(
+        "SELECT state, output FROM callback")
+    assert not [m for m in deployment.mail.messages() if "LATE" in m["Subject"]]
 
     success = [m for m in deployment.mail.messages() if f"{DAILY} {DS}:" in m["Subject"]]
     assert [m["Subject"] for m in success] == [SUCCESS]
@@ -342,6 +359,19 @@ def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_rep
         assert gold["model_tuning"] == 0 and gold["recommendations"] > 0
         assert f"reused the parameters chosen by the tuning run of ds={DS}" in (
             lake / "reports" / f"ds={ds}" / layout.RUN_REPORT).read_text(encoding="utf-8")
+    # The daily loop: each date scores the lists of the date before against its own new ratings, and the
+    # gate publishes it (the same parameters as the served ones: the same metrics on the date's split).
+    for previous, ds in zip([DS, *BACKFILL_DATES], BACKFILL_DATES):
+        summary = deployment.summary(ds)
+        backtest, publication = summary["backtest"], summary["publication"]
+        assert (backtest["status"], backtest["served_ds"]) == ("scored", previous), (ds, backtest)
+        assert backtest["lists"]["served"]["users_with_new_ratings"] > 0 and backtest["new_pairs"] > 0
+        assert set(backtest["lists"]) == {"served", "popularity"} and "ndcg_at_10" in backtest["lists"]["popularity"]
+        assert (publication["published"], publication["champion_ds"], publication["forced"]) == (True, previous, False)
+        assert [c["change"] for c in publication["comparisons"]] == [0.0, 0.0], publication
+        assert summary["drift"]["metrics"]["ratings_landed"] > 0 and summary["serving"]["published"] is True
+    assert deployment.serving("SELECT DISTINCT ds::text FROM movielens_recommendations WHERE user_id = 1") == [
+        (BACKFILL_DATES[-1],)]
     mails = {ds: m for m in deployment.mail.messages() for ds in BACKFILL_DATES if f"{DAILY} {ds}:" in m["Subject"]}
     for ds in BACKFILL_DATES:
         assert f"reused from ds={DS}" in mails[ds].get_body(preferencelist=("plain",)).get_content(), ds
