@@ -31,13 +31,18 @@ def _fingerprint(java_options: str) -> str:
     return hashlib.sha256("\n".join([java, *jars, java_options]).encode()).hexdigest()[:16]
 
 
+def archive_path(java_options: str, folder: Path) -> Path:
+    """Where the archive for JVMs started with ``java_options`` is (or will be) in ``folder``."""
+    return folder / f"spark-{_fingerprint(java_options)}.jsa"
+
+
 def archive(java_options: str, folder: Path, make: bool = True) -> Path | None:
     """The archive in ``folder`` for JVMs started with ``java_options``; if there is none, made first
     (about 100 s; concurrent callers, such as test processes side by side, wait for the one that makes it)
     or, with ``make=False``, None."""
     import fcntl
 
-    path = folder / f"spark-{_fingerprint(java_options)}.jsa"
+    path = archive_path(java_options, folder)
     if path.exists():
         return path
     if not make:
@@ -70,6 +75,31 @@ def _make(path: Path, java_options: str) -> None:
     if done.returncode != 0 or not partial.exists():
         raise RuntimeError(f"making the Spark class archive failed (exit {done.returncode}); see {log}")
     partial.replace(path)
+
+
+def make_in_background(java_options: str, folder: Path):
+    """Start making the archive in a thread (None when it exists): JVMs started meanwhile run without it.
+    Join the thread before the process ends; a failure shows in the next :func:`archive` call."""
+    import threading
+
+    if archive_path(java_options, folder).exists():
+        return None
+
+    def make() -> None:
+        try:
+            archive(java_options, folder)
+        except Exception as err:  # noqa: BLE001 - reported again by whoever needs the archive
+            print(f"the Spark class archive was not made: {err}", file=sys.stderr)
+
+    thread = threading.Thread(target=make, name="spark-class-archive", daemon=True)
+    thread.start()
+    return thread
+
+
+def naming_options(java_options: str, folder: Path) -> str:
+    """``java_options`` naming the archive, made or not yet: a JVM started before it exists runs without it
+    (a missing ``SharedArchiveFile`` is no error under the default ``-Xshare:auto``)."""
+    return f"{java_options} -XX:SharedArchiveFile={archive_path(java_options, folder)}"
 
 
 def java_options(java_options: str, folder: Path, make: bool = True) -> str:

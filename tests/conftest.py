@@ -31,17 +31,30 @@ os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / (f"airflow-tests-{WORKE
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
+CLASS_ARCHIVES = ROOT / "var" / "spark-classes"
+_archive_maker = []  # the thread making the archive of Spark's classes, if this process started one
+
+
 def pytest_collection_finish(session):
     """Before the first JVM starts: the JVM options above, with the archive of Spark's classes
-    (devenv.spark_classes), made first when a selected test is marked spark or e2e. A SPARK_SUBMIT_OPTS
-    already set is kept."""
+    (devenv.spark_classes). When a selected test is marked spark or e2e and the archive is missing, it is
+    made in the background (JVMs started meanwhile run without it; the ``spark`` fixture waits for it).
+    A SPARK_SUBMIT_OPTS already set is kept."""
     if "SPARK_SUBMIT_OPTS" in os.environ:
         return
     from devenv import spark_classes
 
     runs_spark = any(item.get_closest_marker("spark") or item.get_closest_marker("e2e") for item in session.items)
-    os.environ["SPARK_SUBMIT_OPTS"] = spark_classes.java_options(JAVA_OPTIONS, ROOT / "var" / "spark-classes",
-                                                                 make=runs_spark)
+    if runs_spark:
+        _archive_maker.extend(t for t in [spark_classes.make_in_background(JAVA_OPTIONS, CLASS_ARCHIVES)] if t)
+        os.environ["SPARK_SUBMIT_OPTS"] = spark_classes.naming_options(JAVA_OPTIONS, CLASS_ARCHIVES)
+    else:
+        os.environ["SPARK_SUBMIT_OPTS"] = spark_classes.java_options(JAVA_OPTIONS, CLASS_ARCHIVES, make=False)
+
+
+def pytest_sessionfinish(session):
+    for thread in _archive_maker:
+        thread.join()
 
 
 @pytest.fixture
@@ -55,6 +68,11 @@ def lake_url(tmp_path, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
+
+    if "-XX:SharedArchiveFile=" in os.environ.get("SPARK_SUBMIT_OPTS", "") and _archive_maker:
+        from devenv import spark_classes
+
+        spark_classes.archive(JAVA_OPTIONS, CLASS_ARCHIVES)  # the session's JVM maps it: wait for it once
 
     session = (
         SparkSession.builder.master("local[2]")
