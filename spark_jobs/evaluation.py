@@ -43,6 +43,33 @@ def split(ratings: DataFrame, test_fraction: float, seed: int) -> tuple[DataFram
     return ranked.where(in_train).select(*columns), ranked.where(~in_train).select(*columns)
 
 
+def split_by_time(ratings: DataFrame, test_fraction: float) -> tuple[DataFrame, DataFrame]:
+    """The temporal protocol: each user's latest ratings held out, the last ``round(n * test_fraction)`` (half
+    to even) of the user's n ratings by timestamp (ties: the larger movieId is later), always keeping one
+    in training. Needs a ``timestamp`` column. Movies rated only after a user's cut can be unknown to the
+    models: they are held out anyway (hits a model cannot make count against it, as in production)."""
+    per_user = Window.partitionBy("userId")
+    ranked = ratings.withColumn("_pos", F.row_number().over(per_user.orderBy(F.col("timestamp").desc(), F.col("movieId").desc()))
+                                ).withColumn("_n", F.count(F.lit(1)).over(per_user))
+    held = F.least(F.bround(F.col("_n") * F.lit(test_fraction), 0), F.col("_n") - 1)
+    in_test = F.col("_pos") <= held
+    columns = ratings.columns
+    return ranked.where(~in_test).select(*columns), ranked.where(in_test).select(*columns)
+
+
+SPLITS = {"random": "random, stratified by movie (xxhash64 of seed, userId, movieId)",
+          "time": "temporal: each user's latest ratings held out (by timestamp)"}
+
+
+def protocol_split(ratings: DataFrame, kind: str, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """The split the ``split`` setting names: ``random`` (:func:`split`) or ``time`` (:func:`split_by_time`)."""
+    if kind == "time":
+        return split_by_time(ratings, test_fraction)
+    if kind != "random":
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {kind!r}")
+    return split(ratings, test_fraction, seed)
+
+
 def user_sample(ratings: DataFrame, max_users: int | None, seed: int) -> tuple[DataFrame, float]:
     """The ratings of about ``max_users`` users chosen by a hash of (seed, userId), and the fraction kept.
 
@@ -59,15 +86,16 @@ def user_sample(ratings: DataFrame, max_users: int | None, seed: int) -> tuple[D
     return ratings.where(bucket < F.lit(int(fraction * 1_000_000))), fraction
 
 
-def validation_split(train: DataFrame, fraction: float, max_users: int | None, seed: int
+def validation_split(train: DataFrame, fraction: float, max_users: int | None, seed: int, kind: str = "random"
                      ) -> tuple[DataFrame, DataFrame, float]:
     """The tuning data: (validation train, validation test, user fraction kept), both cached.
 
-    A :func:`split` of the training part with seed + 1, on a :func:`user_sample` of it when it has more
-    than ``max_users`` users; the test part of the protocol is never seen. Unpersist both when done.
+    A split of the training part of the same ``kind`` as the protocol's (seed + 1 for ``random``), on a
+    :func:`user_sample` of it when it has more than ``max_users`` users; the test part of the protocol is
+    never seen. Unpersist both when done.
     """
     sample, kept = user_sample(train, max_users, seed)
-    vtrain, vtest = split(sample, fraction, seed + 1)
+    vtrain, vtest = protocol_split(sample, kind, fraction, seed + 1)
     return vtrain.cache(), vtest.cache(), kept
 
 

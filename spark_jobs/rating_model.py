@@ -152,9 +152,9 @@ def ranking_factors(model: RatingModel):
 
 
 def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int | None, max_iter: int,
-         ranks=RANKS, reg_params=REG_PARAMS, bias_regs=BIAS_REGS) -> tuple[dict, list[dict]]:
+         ranks=RANKS, reg_params=REG_PARAMS, bias_regs=BIAS_REGS, split: str = "random") -> tuple[dict, list[dict]]:
     """Choose (reg_user, reg_item), then regParam and rank by validation RMSE. Returns (params, trials)."""
-    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed)
+    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed, split)
     started = time.monotonic()
     trials: list[dict] = []
     # Every ALS trial shares the chosen shrinkage: its biases are fitted once (a fit is 6 driver round trips).

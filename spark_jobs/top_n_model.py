@@ -416,11 +416,12 @@ def fit(train: DataFrame, params: dict, seed: int) -> TopNModel:
 
 
 def tune(train: DataFrame, params: dict, seed: int, validation_fraction: float, max_users: int | None, k: int,
-         ease_regs=EASE_REGS, ials_weights=IALS_WEIGHTS, extend: int = 2) -> tuple[dict, list[dict]]:
+         ease_regs=EASE_REGS, ials_weights=IALS_WEIGHTS, extend: int = 2, split: str = "random"
+         ) -> tuple[dict, list[dict]]:
     """Choose EASE's regularisation and the iALS blend weight for NDCG@k (then precision@k) on a
     validation split of ``train``. Returns (chosen parameters, every trial with its metrics)."""
     p = {**spec.model_defaults(spec.TOP_N_MODEL), **params}
-    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed)
+    vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed, split)
     started = time.monotonic()
     catalogue = vtrain.select("movieId").distinct().count()
     data = interactions(vtrain, p["max_items"])

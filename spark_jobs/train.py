@@ -48,7 +48,7 @@ SIMILARITY_MODEL = RATING_MODEL
 def extract(spark: SparkSession, lake_root: str, ds: str) -> tuple[DataFrame, DataFrame]:
     ratings = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "ratings", ds))
     movies = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "movies", ds))
-    return ratings.select("userId", "movieId", "rating"), movies.select("movieId", "title")
+    return ratings.select("userId", "movieId", "rating", "timestamp"), movies.select("movieId", "title")
 
 
 def factor_top_k(users: DataFrame, seen: DataFrame, item_ids, item_vectors, k: int) -> DataFrame:
@@ -150,7 +150,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
     ratings, movies = extract(spark, lake_root, ds)
     ratings = ratings.cache()
     seed, k = settings["seed"], settings["top_k"]
-    train, test = evaluation.split(ratings, settings["test_fraction"], seed)
+    train, test = evaluation.protocol_split(ratings, settings["split"], settings["test_fraction"], seed)
     train, test = train.cache(), test.cache()
     catalogue = train.select("movieId").distinct().count()
     train_seen = evaluation.seen_items(train).cache()
@@ -166,7 +166,8 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
     chosen_rating = job.fit_params(RATING_MODEL)
     if tune:
         chosen_rating, trials = rating_model.tune(train, seed, settings["validation_fraction"],
-                                                  settings["tune_max_users"], settings["als_max_iter"])
+                                                  settings["tune_max_users"], settings["als_max_iter"],
+                                                  split=settings["split"])
         tuning += tuning_rows(RATING_MODEL, trials)
         lap("rating_tune")
     fit_rating = {key: chosen_rating[key] for key in spec.model_settings(RATING_MODEL)}
@@ -179,7 +180,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
     chosen_top_n = job.fit_params(TOP_N_MODEL)
     if tune:
         chosen_top_n, trials = top_n_model.tune(train, chosen_top_n, seed, settings["validation_fraction"],
-                                                settings["tune_max_users"], k)
+                                                settings["tune_max_users"], k, split=settings["split"])
         tuning += tuning_rows(TOP_N_MODEL, trials)
         lap("top_n_tune")
     fit_top_n = {key: chosen_top_n[key] for key in spec.model_settings(TOP_N_MODEL)}
@@ -229,11 +230,12 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
                for table in ("recommendations", "model_metrics", "model_tuning")}
     outputs["models"] = layout.zone_dir("", layout.MODELS, ds)
     protocol = {
-        "split": "random, stratified by movie (xxhash64 of seed, userId, movieId)",
+        "split": evaluation.SPLITS[settings["split"]],
         "relevance": "every held-out rating of a user is relevant (binary)",
         "exclude_train_items": True,
-        "tuning_split": (f"validation split of the training part (fraction {settings['validation_fraction']}, seed "
-                         f"{seed + 1}), at most {settings['tune_max_users']} users" if tune else None),
+        "tuning_split": (f"{settings['split']} validation split of the training part (fraction "
+                         f"{settings['validation_fraction']}, seed {seed + 1}), at most {settings['tune_max_users']} "
+                         "users" if tune else None),
         "refit_on_all_ratings": {"none": [], "top-n": [TOP_N_MODEL], "all": [TOP_N_MODEL, RATING_MODEL]}[refit],
         "train_rows": counts["train_rows"],
         "test_rows": counts["test_rows"],

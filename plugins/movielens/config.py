@@ -30,20 +30,16 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _env_number(name: str, default: float, kind: type = float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
 def _env_int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    return int(_env_number(name, default, int))
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -160,7 +156,7 @@ def _load_env() -> Settings:
         cache_dir=Path(_env("MOVIELENS_CACHE_DIR", str(VAR_DIR / "cache"))),
         replay_start=os.environ.get("MOVIELENS_REPLAY_START", "").strip() or None,
         replay_days=_env_int("MOVIELENS_REPLAY_DAYS", 7),
-        replay_new_share=_env_float("MOVIELENS_REPLAY_NEW_SHARE", 0.1),
+        replay_new_share=_env_number("MOVIELENS_REPLAY_NEW_SHARE", 0.1),
         compute=_env("MOVIELENS_COMPUTE", "local"),
         spark_conn_id=_env("MOVIELENS_SPARK_CONN_ID", "spark_default"),
         spark_jobs_dir=Path(_env("MOVIELENS_SPARK_JOBS_DIR", str(PROJECT_ROOT / "spark_jobs"))),

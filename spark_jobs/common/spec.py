@@ -142,8 +142,11 @@ SETTINGS: tuple[Setting, ...] = (
             "float64 matrix of that size on the Spark driver (20,000 movies: 3.2 GB per copy).", 10, 20_000,
             title="Top-N model: movies covered", model=_T, param="max_items", tuning_input=True),
     # The evaluation protocol (spark_jobs/evaluation.py).
-    Setting("test_fraction", float, 0.25, "Share of each movie's ratings held out for the test.", 0.01, 0.99,
-            tuning_input=True),
+    Setting("split", str, "random", "The evaluation protocol's split: random (each movie's ratings split at "
+            "random, stratified) or time (each user's latest ratings held out, as the next days would bring them).",
+            choices=("random", "time"), title="Evaluation split", tuning_input=True),
+    Setting("test_fraction", float, 0.25, "Share of each movie's (random) or each user's (time) ratings held out "
+            "for the test.", 0.01, 0.99, tuning_input=True),
     Setting("seed", int, 42, "Seed of the split, the tuning split (seed + 1), the models and the synthetic data.",
             0, 2**31 - 1, tuning_input=True),
     Setting("top_k", int, 10, "k of the ranking metrics (precision@k, NDCG@k, ...).", 1, 100, tuning_input=True),

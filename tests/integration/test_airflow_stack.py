@@ -112,6 +112,9 @@ def deployment(tmp_path_factory, postgres_server):
                 "AIRFLOW_CONN_MOVIELENS_SERVING": postgres_server.connection_json(serving_db),
                 # Unpausing must not start today's scheduled run: the tests make every run themselves.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # The DAG files do not change during the module: parse them once, not every 30 s (each parse
+                # of the two files costs the shared 2 cores about a second).
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1800",
             },
         )
         database = postgres_server.create_database("airflow_stack")

@@ -109,3 +109,20 @@ def test_split_is_stratified_by_movie_and_independent_of_partitioning(spark):
     assertDataFrameEqual(again_test, test_df)
     other_seed = {(r["userId"], r["movieId"]) for r in evaluation.split(ratings, 0.25, seed=7)[1].collect()}
     assert other_seed != {(r["userId"], r["movieId"]) for r in test_df.collect()}
+
+
+def test_the_time_split_holds_out_each_users_latest_ratings(spark):
+    rows = [
+        (1, 10, 4.0, 100), (1, 11, 3.0, 400), (1, 12, 5.0, 200), (1, 13, 2.0, 300),  # 4 ratings: 1 held out
+        (2, 10, 4.0, 100),  # one rating: always kept for training
+        (3, 10, 4.0, 50), (3, 11, 4.0, 60), (3, 12, 4.0, 60),  # 1 held out (12: the larger id of a tie is later)
+    ]
+    ratings = spark.createDataFrame(rows, "userId int, movieId int, rating double, timestamp long")
+    train_df, test_df = evaluation.protocol_split(ratings, "time", 0.25, seed=42)
+    assertDataFrameEqual(test_df.select("userId", "movieId"),
+                         spark.createDataFrame([(1, 11), (3, 12)], "userId int, movieId int"))
+    _, half = evaluation.split_by_time(ratings, 0.5)  # user 3: 3 x 0.5 = 1.5 -> 2 (half to even)
+    assert sorted((r["userId"], r["movieId"]) for r in half.collect()) == [(1, 11), (1, 13), (3, 11), (3, 12)]
+    assert train_df.count() + test_df.count() == len(rows)
+    with pytest.raises(ValueError, match="split must be one of"):
+        evaluation.protocol_split(ratings, "future", 0.25, seed=42)
