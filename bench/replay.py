@@ -37,8 +37,9 @@ def walls(output: str, last_ds: str) -> dict[str, float]:
 
 def table(lake: Path, dates: list[str], wall: dict[str, float]) -> str:
     rows = ["| ds | served lists of | users (fallback) | NDCG@10 served | NDCG@10 popularity | ratio | P@10 served "
-            "| P@10 popularity | gate | ratings landed | new users | PSI | wall (s) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| P@10 popularity | known users: NDCG@10 served / popularity (ratio) | gate | ratings landed | new users "
+            "| PSI | wall (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for ds in dates:
         s = json.loads((lake / "reports" / f"ds={ds}" / "run_summary.json").read_text())
         b, p, d = s["backtest"], s["publication"], s["drift"]["metrics"]
@@ -47,11 +48,15 @@ def table(lake: Path, dates: list[str], wall: dict[str, float]) -> str:
         if b.get("status") == "scored":
             served, popular = b["lists"]["served"], b["lists"]["popularity"]
             ratio = served["ndcg_at_10"] / popular["ndcg_at_10"] if popular["ndcg_at_10"] else float("inf")
+            known, popular_known = b["lists"].get("served_known"), b["lists"].get("popularity_known")
+            known_text = (f"{known['ndcg_at_10']:.4f} / {popular_known['ndcg_at_10']:.4f} "
+                          f"({known['ndcg_at_10'] / popular_known['ndcg_at_10']:.2f})"
+                          if known and popular_known and popular_known["ndcg_at_10"] else "-")
             scores = (f"{served['users_with_new_ratings']} ({served['fallback_users']}) | {served['ndcg_at_10']:.4f} | "
                       f"{popular['ndcg_at_10']:.4f} | {ratio:.2f} | {served['precision_at_10']:.4f} | "
-                      f"{popular['precision_at_10']:.4f}")
+                      f"{popular['precision_at_10']:.4f} | {known_text}")
         else:
-            scores = f"{b.get('status')} | | | | |"
+            scores = f"{b.get('status')} | | | | | |"
         rows.append(f"| {ds} | {b.get('served_ds') or '-'} | {scores} | {gate} | {d['ratings_landed']:,} | "
                     f"{d['new_users']} | {psi} | {wall.get(ds, float('nan')):.1f} |")
     return "\n".join(rows)

@@ -8,7 +8,8 @@ do not know gets the popularity list, as serving answers them (the fallback). Ea
 scored at k, for the served lists and for the popularity baseline of S (each user's most-rated movies as
 of S that the user had not rated by S), with the protocol's metrics (``evaluation.ranking_metrics``).
 
-Output: ``gold/backtest/ds=D`` (served_ds, list, metric, value), and the same numbers as a dict for the
+``served_known`` and ``popularity_known`` are the same over the users the served lists hold (without the
+fallback's users, who get the same list from both). Output: ``gold/backtest/ds=D`` (served_ds, list, metric, value), and the same numbers as a dict for the
 job's report, with a ``status`` saying why there is nothing to score when that is so (the first date, no
 ratings landed on D, or only re-ratings).
 """
@@ -24,6 +25,8 @@ from spark_jobs.common import layout, session
 TABLE = "backtest"
 SCHEMA = "served_ds string, list string, metric string, value double"
 SERVED, POPULARITY = "served", "popularity"
+#: The same two, over the users the served lists hold only (the model's own lists against popularity's).
+SERVED_KNOWN, POPULARITY_KNOWN = "served_known", "popularity_known"
 
 
 def served_before(spark: SparkSession, lake_root: str, ds: str) -> str | None:
@@ -73,10 +76,16 @@ def evaluate(relevant: DataFrame, served: DataFrame, history: DataFrame, k: int)
     seen = evaluation.seen_items(history)
     popularity = popularity_top_k(history, users, seen, k).cache()
     served_k = served.where(F.col("rank") <= k).join(users, "userId")
-    lists = {SERVED: with_fallback(served_k, popularity), POPULARITY: popularity}
+    known_users = served_k.select("userId").distinct()
     catalogue = history.select("movieId").distinct().count()
-    result = {name: evaluation.ranking_metrics(frame, relevant, k, catalogue) for name, frame in lists.items()}
-    known = served_k.select("userId").distinct().count()
+    result = {name: evaluation.ranking_metrics(frame, relevant, k, catalogue)
+              for name, frame in {SERVED: with_fallback(served_k, popularity), POPULARITY: popularity}.items()}
+    known = known_users.count()
+    if known:
+        relevant_known = relevant.join(known_users, "userId")
+        result[SERVED_KNOWN] = evaluation.ranking_metrics(served_k, relevant_known, k, catalogue)
+        result[POPULARITY_KNOWN] = evaluation.ranking_metrics(popularity.join(known_users, "userId"), relevant_known, k,
+                                                              catalogue)
     result[SERVED].update(users_with_new_ratings=users.count(), fallback_users=users.count() - known)
     popularity.unpersist()
     return result

@@ -54,10 +54,16 @@ def test_served_lists_and_popularity_against_the_next_days_ratings(spark, lake):
     assert popular["recall_at_2"] == pytest.approx((1 + 0 + 1) / 3)
     assert popular["ndcg_at_2"] == pytest.approx((gain2 + 0 + 1) / 3)
     assert popular["hit_rate_at_2"] == pytest.approx(2 / 3)
+    # Over the users the served lists hold (1 and 2): the model's lists against popularity's.
+    known, popular_known = result["lists"][backtest.SERVED_KNOWN], result["lists"][backtest.POPULARITY_KNOWN]
+    assert (known["precision_at_2"], known["ndcg_at_2"]) == pytest.approx((0.5, (1 + gain2) / 2))
+    assert (popular_known["precision_at_2"], popular_known["ndcg_at_2"]) == pytest.approx((0.25, gain2 / 2))
+    assert known["evaluated_users"] == popular_known["evaluated_users"] == 2
     table = spark.read.parquet(layout.table_dir(lake, layout.GOLD, backtest.TABLE, D))
     assert result["rows"] == table.count()
     assertDataFrameEqual(table.where("metric = 'ndcg_at_2'").select("served_ds", "list"),
-                         spark.createDataFrame([(S, "served"), (S, "popularity")], "served_ds string, list string"))
+                         spark.createDataFrame([(S, "served"), (S, "popularity"), (S, "served_known"),
+                                                (S, "popularity_known")], "served_ds string, list string"))
 
 
 def test_a_held_back_date_is_not_the_served_one(spark, lake, tmp_path):

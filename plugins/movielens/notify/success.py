@@ -74,7 +74,11 @@ def loop_lines(summary: dict[str, Any]) -> list[str]:
             f"ratings of {summary['ds']} ({served['users_with_new_ratings']} users, {served['fallback_users']} of them "
             f"unknown to the served model, answered with the popularity fallback): NDCG@{k} "
             f"{_fmt(served[f'ndcg_at_{k}'])} (popularity {_fmt(popular[f'ndcg_at_{k}'])}), precision@{k} "
-            f"{_fmt(served[f'precision_at_{k}'])} (popularity {_fmt(popular[f'precision_at_{k}'])}).")
+            f"{_fmt(served[f'precision_at_{k}'])} (popularity {_fmt(popular[f'precision_at_{k}'])})"
+            + (f"; over the {known['evaluated_users']} users the served model knows, NDCG@{k} "
+               f"{_fmt(known[f'ndcg_at_{k}'])} (popularity {_fmt(popular_known[f'ndcg_at_{k}'])})"
+               if (known := backtest["lists"].get("served_known")) and (popular_known := backtest["lists"].get(
+                   "popularity_known")) else "") + ".")
     elif backtest:
         lines.append(f"Backtest: {backtest.get('status')}.")
     if publication:
