@@ -9,8 +9,8 @@ any date can be rerun or backfilled alone. A run without a logical date fails at
 **Trigger form**: `ingest` lands files first (`none`: they arrive on their own; `folder`, `download`,
 `synthetic`, `auto`, or `replay`: this date's drop of a release replayed as a daily feed); `compute`
 picks where Spark runs for this run (`default` follows `MOVIELENS_COMPUTE`); the model settings `tune`, `tune_every_days`, `tune_max_users`, `als_rank`,
-`als_reg_param`, `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items`, `refit` and `publish`
-(`force`: serve the day's lists whatever the publish gate says) override their `MOVIELENS_*` variable for
+`als_reg_param`, `als_max_iter`, `ease_reg`, `ials_weight`, `top_n_max_items`, `split` (the evaluation
+protocol), `refit` and `publish` (`force`: serve the day's lists whatever the publish gate says) override their `MOVIELENS_*` variable for
 this run only when set.
 
 **Flow**: land -> wait for the files and for the previous date's run -> route each file (checks and its
