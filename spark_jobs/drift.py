@@ -56,10 +56,6 @@ def volume_alerts(rows: int, trailing: list[int], ratio: float) -> list[str]:
     return []
 
 
-def histogram(ratings: DataFrame) -> dict[float, int]:
-    return {float(r["rating"]): int(r["n"]) for r in ratings.groupBy("rating").agg(F.count("*").alias("n")).collect()}
-
-
 def _dates(spark: SparkSession, lake_root: str, zone: str, table: str) -> list[str]:
     return [n[3:] for n in session.list_names(spark, layout.table_root(lake_root, zone, table)) if n.startswith("ds=")]
 
@@ -72,31 +68,43 @@ def _new(landed: DataFrame, earlier_url: str | None, spark: SparkSession, column
 
 
 def run(spark: SparkSession, lake_root: str, ds: str, window: int, volume_ratio: float, psi_alert: float) -> dict:
-    bronze = {t: [d for d in _dates(spark, lake_root, layout.BRONZE, t) if d <= ds] for t in ("ratings", "movies")}
-    trailing_dates = sorted(d for d in bronze["ratings"] if d < ds)[-window:]
+    ratings_root = layout.table_root(lake_root, layout.BRONZE, "ratings")
+    ratings_dates = [d for d in _dates(spark, lake_root, layout.BRONZE, "ratings") if d <= ds]
+    trailing_dates = sorted(d for d in ratings_dates if d < ds)[-window:]
     earlier_silver = max((d for d in _dates(spark, lake_root, layout.SILVER, "ratings") if d < ds), default=None)
 
     def silver(table: str) -> str | None:
         return layout.table_dir(lake_root, layout.SILVER, table, earlier_silver) if earlier_silver else None
 
-    def read(table: str, date: str) -> DataFrame:
-        return spark.read.parquet(layout.table_dir(lake_root, layout.BRONZE, table, date))
+    # One pass over D's and the trailing dates' bronze ratings: counts by date and rating value.
+    read = trailing_dates + ([ds] if ds in ratings_dates else [])
+    by_date: dict[str, dict[float, int]] = {d: {} for d in read}
+    if read:
+        frame = spark.read.option("basePath", ratings_root).parquet(*[layout.join(ratings_root, layout.partition(d)) for d in read])
+        for row in frame.groupBy("ds", "rating").agg(F.count("*").alias("n")).collect():
+            by_date[row["ds"]][float(row["rating"])] = int(row["n"])
+    landed = by_date.get(ds, {})
+    trailing = [sum(by_date[d].values()) for d in trailing_dates]
+    reference: dict[float, int] = {}
+    for d in trailing_dates:
+        for value, n in by_date[d].items():
+            reference[value] = reference.get(value, 0) + n
+    rows = sum(landed.values())
+    median = statistics.median(trailing) if trailing else None
+    movies_dates = _dates(spark, lake_root, layout.BRONZE, "movies")
 
-    landed = read("ratings", ds) if ds in bronze["ratings"] else None
-    trailing = [read("ratings", d).count() for d in trailing_dates]
-    rows = landed.count() if landed is not None else 0
+    def bronze(table: str) -> DataFrame:
+        return spark.read.parquet(layout.table_dir(lake_root, layout.BRONZE, table, ds))
+
     metrics: dict[str, float | None] = {
         "ratings_landed": rows,
         "trailing_dates": len(trailing),
-        "trailing_median": statistics.median(trailing) if trailing else None,
-        "volume_ratio": rows / statistics.median(trailing) if trailing and statistics.median(trailing) else None,
-        "new_users": _new(landed, silver("ratings"), spark, "userId") if landed is not None else 0,
-        "new_movies": _new(read("movies", ds), silver("movies"), spark, "movieId") if ds in bronze["movies"] else 0,
-        "rating_psi": None,
+        "trailing_median": median,
+        "volume_ratio": rows / median if median else None,
+        "new_users": _new(bronze("ratings"), silver("ratings"), spark, "userId") if rows else 0,
+        "new_movies": _new(bronze("movies"), silver("movies"), spark, "movieId") if ds in movies_dates else 0,
+        "rating_psi": psi(landed, reference) if rows and reference else None,
     }
-    if landed is not None and trailing_dates:
-        reference = spark.read.parquet(*[layout.table_dir(lake_root, layout.BRONZE, "ratings", d) for d in trailing_dates])
-        metrics["rating_psi"] = psi(histogram(landed), histogram(reference))
     alerts = volume_alerts(rows, trailing, volume_ratio)
     if metrics["rating_psi"] is not None and metrics["rating_psi"] > psi_alert:
         alerts.append(f"the rating distribution shifted: PSI {metrics['rating_psi']:.3f} against the trailing "

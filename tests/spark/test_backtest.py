@@ -88,3 +88,24 @@ def test_served_date_follows_the_publication_records():
     assert layout.served_date(dates, lambda d: True, before="2026-11-02") == "2026-11-01"
     assert layout.served_date(dates, lambda d: False) is None
     assert layout.is_published(None) and not layout.is_published({"published": False})
+
+
+def test_drift_counts_the_days_ratings_against_the_trailing_dates(spark, tmp_path):
+    from spark_jobs import drift
+
+    root = (tmp_path / "lake").as_uri()
+    days = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+    # Three trailing dates of 10 ratings (half 4.0, half 3.0), then 60 ratings of 5.0 by two new users.
+    for i, ds in enumerate(days[:3]):
+        rows = [(u, 100 * i + u, 4.0 if u % 2 else 3.0, 1) for u in range(1, 11)]
+        write(spark, root, layout.BRONZE, "ratings", ds, rows, RATINGS)
+    write(spark, root, layout.SILVER, "ratings", days[2], [(u, 1, 4.0, 1) for u in range(1, 11)], RATINGS)
+    write(spark, root, layout.BRONZE, "ratings", days[3], [(u, m, 5.0, 2) for u in (1, 11, 12) for m in range(20)],
+          RATINGS)
+    result = drift.run(spark, root, days[3], window=7, volume_ratio=5, psi_alert=0.25)
+    m = result["metrics"]
+    assert (m["ratings_landed"], m["trailing_dates"], m["trailing_median"], m["new_users"]) == (60, 3, 10, 2)
+    assert m["rating_psi"] == pytest.approx(drift.psi({5.0: 60}, {4.0: 15, 3.0: 15}))
+    assert result["alerts"][0] == "60 ratings landed, 6.0 times the trailing median of 10"
+    assert result["alerts"][1].startswith("the rating distribution shifted: PSI ")
+    assert result["trailing_window"] == days[:3] and result["rows"] == 7  # every metric with a value

@@ -232,12 +232,14 @@ class LocalStaging:
         total = 0
         for rel in self.input_parts():
             fs, remote = self._remote(rel)
-            files = self._find(fs, remote)
             self.staged_in.add(rel)
-            if not files and fs.isfile(remote):  # a single file (a record of the served date)
-                rpaths.append(remote)
-                lpaths.append(str(self.root / rel))
-                total += int(fs.size(remote) or 0)
+            if rel.endswith(".json"):  # a single file (a record of the served date), if there is one
+                if fs.exists(remote):
+                    rpaths.append(remote)
+                    lpaths.append(str(self.root / rel))
+                    total += int(fs.size(remote) or 0)
+                continue
+            files = self._find(fs, remote)
             for rpath, size in files.items():
                 inner = rpath[len(remote):].lstrip("/")
                 if not inner or _is_hidden(inner):
