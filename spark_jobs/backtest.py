@@ -31,8 +31,7 @@ SERVED_KNOWN, POPULARITY_KNOWN = "served_known", "popularity_known"
 
 def served_before(spark: SparkSession, lake_root: str, ds: str) -> str | None:
     """The date whose lists were being served when the ratings of ``ds`` arrived (None: nothing yet)."""
-    listed = [n[3:] for n in session.list_names(spark, layout.table_root(lake_root, layout.GOLD, "recommendations"))
-              if n.startswith("ds=")]
+    listed = session.table_dates(spark, lake_root, layout.GOLD, "recommendations")
     reports = layout.join(lake_root, layout.REPORTS)
 
     def published(date: str) -> bool:
@@ -41,12 +40,6 @@ def served_before(spark: SparkSession, lake_root: str, ds: str) -> str | None:
         return layout.is_published(record)
 
     return layout.served_date(listed, published, before=ds)
-
-
-def _latest_before(spark: SparkSession, lake_root: str, zone: str, table: str, ds: str) -> str | None:
-    dates = [n[3:] for n in session.list_names(spark, layout.table_root(lake_root, zone, table))
-             if n.startswith("ds=") and n[3:] < ds]
-    return max(dates, default=None)
 
 
 def new_pairs(landed: DataFrame, earlier: DataFrame | None) -> DataFrame:
@@ -80,13 +73,13 @@ def evaluate(relevant: DataFrame, served: DataFrame, history: DataFrame, k: int)
     catalogue = history.select("movieId").distinct().count()
     result = {name: evaluation.ranking_metrics(frame, relevant, k, catalogue)
               for name, frame in {SERVED: with_fallback(served_k, popularity), POPULARITY: popularity}.items()}
-    known = known_users.count()
+    known, with_new = known_users.count(), users.count()
     if known:
         relevant_known = relevant.join(known_users, "userId")
         result[SERVED_KNOWN] = evaluation.ranking_metrics(served_k, relevant_known, k, catalogue)
         result[POPULARITY_KNOWN] = evaluation.ranking_metrics(popularity.join(known_users, "userId"), relevant_known, k,
                                                               catalogue)
-    result[SERVED].update(users_with_new_ratings=users.count(), fallback_users=users.count() - known)
+    result[SERVED].update(users_with_new_ratings=with_new, fallback_users=with_new - known)
     popularity.unpersist()
     return result
 
@@ -101,7 +94,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, k: int) -> dict:
     elif not session.exists(spark, landed_root):
         result["status"] = f"no ratings landed on {ds}"
     else:
-        before = _latest_before(spark, lake_root, layout.SILVER, "ratings", ds)
+        before = max((d for d in session.table_dates(spark, lake_root, layout.SILVER, "ratings") if d < ds), default=None)
         earlier = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "ratings", before)) if before else None
         relevant = new_pairs(spark.read.parquet(landed_root), earlier).cache()
         result["new_pairs"] = relevant.count()

@@ -56,10 +56,6 @@ def volume_alerts(rows: int, trailing: list[int], ratio: float) -> list[str]:
     return []
 
 
-def _dates(spark: SparkSession, lake_root: str, zone: str, table: str) -> list[str]:
-    return [n[3:] for n in session.list_names(spark, layout.table_root(lake_root, zone, table)) if n.startswith("ds=")]
-
-
 def _new(landed: DataFrame, earlier_url: str | None, spark: SparkSession, column: str) -> int:
     ids = landed.select(column).distinct()
     if earlier_url:
@@ -69,9 +65,9 @@ def _new(landed: DataFrame, earlier_url: str | None, spark: SparkSession, column
 
 def run(spark: SparkSession, lake_root: str, ds: str, window: int, volume_ratio: float, psi_alert: float) -> dict:
     ratings_root = layout.table_root(lake_root, layout.BRONZE, "ratings")
-    ratings_dates = [d for d in _dates(spark, lake_root, layout.BRONZE, "ratings") if d <= ds]
+    ratings_dates = [d for d in session.table_dates(spark, lake_root, layout.BRONZE, "ratings") if d <= ds]
     trailing_dates = sorted(d for d in ratings_dates if d < ds)[-window:]
-    earlier_silver = max((d for d in _dates(spark, lake_root, layout.SILVER, "ratings") if d < ds), default=None)
+    earlier_silver = max((d for d in session.table_dates(spark, lake_root, layout.SILVER, "ratings") if d < ds), default=None)
 
     def silver(table: str) -> str | None:
         return layout.table_dir(lake_root, layout.SILVER, table, earlier_silver) if earlier_silver else None
@@ -91,7 +87,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, window: int, volume_ratio:
             reference[value] = reference.get(value, 0) + n
     rows = sum(landed.values())
     median = statistics.median(trailing) if trailing else None
-    movies_dates = _dates(spark, lake_root, layout.BRONZE, "movies")
+    movies_dates = session.table_dates(spark, lake_root, layout.BRONZE, "movies")
 
     def bronze(table: str) -> DataFrame:
         return spark.read.parquet(layout.table_dir(lake_root, layout.BRONZE, table, ds))

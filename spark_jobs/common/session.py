@@ -80,6 +80,13 @@ def read_json(spark: SparkSession, url: str):
     return json.loads(read_text(spark, url))
 
 
+def table_dates(spark: SparkSession, lake_root: str, zone: str, table: str) -> list[str]:
+    """The dates of a table's ``ds=`` partitions, sorted."""
+    from spark_jobs.common import layout
+
+    return [n[3:] for n in list_names(spark, layout.table_root(lake_root, zone, table)) if n.startswith("ds=")]
+
+
 def write_text(spark: SparkSession, url: str, text: str) -> None:
     fs, path = _fs_and_path(spark, url)
     stream = fs.create(path, True)
