@@ -218,6 +218,20 @@ def put(remote: RemoteLake, rel: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def test_the_api_answers_from_the_remote_lake(remote, monkeypatch):
+    """The API app on the lake's served partitions, run summaries, reports and Data Docs (as on file://)."""
+    from fastapi.testclient import TestClient
+
+    from movielens.api import app as api_app
+    from tests import servinglake
+
+    monkeypatch.delenv("MOVIELENS_SERVING_CONN_ID", raising=False)
+    servinglake.write(lambda rel, data: put(remote, rel, data))
+    app = api_app.create_app()
+    app.dependency_overrides[api_app.reader] = lambda: "tester"  # Airflow's login: tested on the real server
+    servinglake.check_answers(TestClient(app, raise_server_exceptions=False), "lake")
+
+
 def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remote, tmp_path):
     from movielens.compute.staging import LocalStaging
 

@@ -33,11 +33,15 @@ def _from_lake(product: Product, owner_id: int | str, n: int, ds: str | None) ->
     return model_ds, lake.uri(lake.table(layout.GOLD, product.gold_table, model_ds)), rows
 
 
-def _from_db(product: Product, owner_id: int | str, n: int, ds: str | None, conn_id: str | None) -> tuple[str, str, list[dict]]:
+def _from_db(product: Product, owner_id: int | str, n: int, ds: str | None, conn_id: str | None, conn=None
+             ) -> tuple[str, str, list[dict]]:
+    """Rows of ``product`` from the serving database: on ``conn`` if given (left open, as a pool's), else on a
+    connection of ``conn_id`` opened and closed here."""
     conn_id = conn_id or config.load().serving_conn_id
     if not conn_id:
         raise ServingError("no serving database: set MOVIELENS_SERVING_CONN_ID (or answer from the lake)")
-    conn = connect(conn_id)
+    own = conn is None
+    conn = connect(conn_id) if own else conn
     try:
         with conn.cursor() as cursor:
             date_filter = "AND ds <= %(ds)s" if ds else ""
@@ -53,17 +57,18 @@ def _from_db(product: Product, owner_id: int | str, n: int, ds: str | None, conn
             raise ServingError(f"{product.db_table} does not exist in {conn_id}: nothing was published yet") from None
         raise
     finally:
-        conn.close()
+        if own:
+            conn.close()
     model_ds = max((str(r.pop("ds")) for r in rows), default="")
     return model_ds, f"postgres connection {conn_id}, table {product.db_table}", rows
 
 
-def _lookup(product: Product, owner_id: int | str, n: int, source: str, ds: str | None, conn_id: str | None
-            ) -> tuple[str, str, list[dict]]:
+def _lookup(product: Product, owner_id: int | str, n: int, source: str, ds: str | None, conn_id: str | None,
+            conn=None) -> tuple[str, str, list[dict]]:
     if source == "lake":
         return _from_lake(product, owner_id, n, ds)
     if source == "db":
-        return _from_db(product, owner_id, n, ds, conn_id)
+        return _from_db(product, owner_id, n, ds, conn_id, conn)
     raise ValueError(f"source must be 'lake' or 'db', got {source!r}")
 
 
@@ -103,16 +108,16 @@ def _rated_in_lake(user_id: int, ds: str | None) -> list[dict]:
 
 
 def lookup_recommendations(user_id: int, n: int = 10, source: str = "lake", ds: str | None = None,
-                           conn_id: str | None = None) -> dict[str, Any]:
+                           conn_id: str | None = None, conn=None) -> dict[str, Any]:
     """The top ``n`` recommendations of one user, from the served outputs (with ds <= ``ds`` if given).
 
     A user the served lists do not hold (new, or unknown to the model) gets the popularity fallback
     (:func:`fallback_list`; from the database, which holds no ratings, the plain popularity list), and the
     answer's ``fallback`` says so and why; ``fallback`` is None for the model's own list."""
-    model_ds, where, rows = _lookup(RECOMMENDATIONS, user_id, n, source, ds, conn_id)
+    model_ds, where, rows = _lookup(RECOMMENDATIONS, user_id, n, source, ds, conn_id, conn)
     if rows:
         return {"id": user_id, "model_ds": model_ds, "source": where, "rows": rows, "fallback": None}
-    fallback_ds, fallback_where, candidates = _lookup(FALLBACK_MOVIES, "all", 10**6, source, ds, conn_id)
+    fallback_ds, fallback_where, candidates = _lookup(FALLBACK_MOVIES, "all", 10**6, source, ds, conn_id, conn)
     if not candidates:
         raise ServingError(f"user {user_id} has no recommendations in {where} and no fallback list in {fallback_where}")
     rated = _rated_in_lake(user_id, ds) if source == "lake" else []
@@ -123,9 +128,9 @@ def lookup_recommendations(user_id: int, n: int = 10, source: str = "lake", ds: 
 
 
 def lookup_similar(movie_id: int, n: int = 10, source: str = "lake", ds: str | None = None,
-                   conn_id: str | None = None) -> dict[str, Any]:
+                   conn_id: str | None = None, conn=None) -> dict[str, Any]:
     """The ``n`` movies most similar to one movie, from the served outputs (with ds <= ``ds`` if given)."""
-    model_ds, where, rows = _lookup(SIMILAR_MOVIES, movie_id, n, source, ds, conn_id)
+    model_ds, where, rows = _lookup(SIMILAR_MOVIES, movie_id, n, source, ds, conn_id, conn)
     if not rows:
         raise ServingError(f"movie {movie_id} has no {SIMILAR_MOVIES.gold_table} in {where}" + (f" (ds <= {ds})" if ds else ""))
     return {"id": movie_id, "model_ds": model_ds, "source": where, "rows": rows}

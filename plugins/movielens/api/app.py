@@ -1,0 +1,273 @@
+"""The FastAPI app of the API and its pages (see :mod:`movielens.api`).
+
+Answers come from the serving database when ``MOVIELENS_SERVING_CONN_ID`` is set, else from the lake's served
+partitions (the publish gate's records decide, as for every reader); titles, years and genres from the lake's
+latest silver movies. A user the served lists do not hold gets the popularity fallback, flagged.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path as LocalPath
+from typing import Annotated, Any, Iterator
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from movielens.api import API, PAGES, run_links, schemas
+from spark_jobs.common import layout
+
+DAILY_DAG = "movielens_daily"
+MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
+MAX_N = 100
+CATALOGUE_TTL_S = 60.0
+PAGES_DIR = LocalPath(__file__).with_name("pages")
+
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A MovieLens userId")]
+MovieId = Annotated[int, Path(ge=1, le=MAX_ID, description="A MovieLens movieId")]
+HowMany = Annotated[int, Query(ge=1, le=MAX_N, description=f"How many (1-{MAX_N})")]
+Ds = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A run date, YYYY-MM-DD")]
+
+_bearer = HTTPBearer(auto_error=False, description="The token of Airflow's POST /auth/token")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
+    """Airflow's login, as the UI's: a bearer token (``POST /auth/token``) or the UI's session cookie; the user
+    must be allowed to read ``movielens_daily``'s runs (a read-only user is)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    token = credentials.credentials if credentials else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    if not token:
+        raise _unauthorized("not authenticated: send 'Authorization: Bearer <token>' with a token of Airflow's "
+                            "POST /auth/token, or log in to the Airflow UI")
+    manager = get_auth_manager()
+    try:
+        user = await manager.get_user_from_token(token)
+    except Exception:  # expired, revoked, malformed or signed by someone else: all mean "log in again"
+        raise _unauthorized("the token is invalid or expired: get a new one from POST /auth/token") from None
+    if not manager.is_authorized_dag(method="GET", user=user, access_entity=DagAccessEntity.RUN,
+                                     details=DagDetails(id=DAILY_DAG)):
+        raise HTTPException(403, f"user {user.get_name()!r} may not read the runs of {DAILY_DAG}")
+    return user
+
+
+class Store:
+    """What the routes read: the settings, the lake, a small pool of serving-database connections and the
+    movie catalogue (cached for ``CATALOGUE_TTL_S``)."""
+
+    def __init__(self, settings=None):
+        from movielens import config
+        from movielens.lake import Lake
+
+        self.settings = settings or config.load()
+        self.lake = Lake.from_settings(self.settings)
+        self.conn_id = self.settings.serving_conn_id
+        self.source = "db" if self.conn_id else "lake"
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._catalogue: tuple[float, dict[int, schemas.Movie]] = (0.0, {})
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled connection of the serving database (None when answering from the lake); a connection
+        that failed is closed, not returned."""
+        if not self.conn_id:
+            yield None
+            return
+        from movielens.serving import ServingError, connect
+
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = connect(self.conn_id)
+            conn.autocommit = True
+        try:
+            yield conn
+        except ServingError:
+            self._pool.put(conn)
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        else:
+            self._pool.put(conn)
+
+    def catalogue(self) -> dict[int, schemas.Movie]:
+        expires, movies = self._catalogue
+        if time.monotonic() < expires:
+            return movies
+        with self._lock:
+            dates = self.lake.table_dates(layout.SILVER, "movies", "9999-12-31")
+            movies = {}
+            if dates:
+                table = self.lake.read_table(layout.SILVER, "movies", dates[-1], filters=None)
+                for r in table.select(["movieId", "title", "year", "genre_list"]).to_pylist():
+                    movies[r["movieId"]] = schemas.Movie(movie_id=r["movieId"], title=r["title"], year=r["year"],
+                                                         genres=list(r["genre_list"] or []))
+            self._catalogue = (time.monotonic() + CATALOGUE_TTL_S, movies)
+        return movies
+
+    def movie(self, movie_id: int, title: str | None = None) -> dict[str, Any]:
+        known = self.catalogue().get(movie_id)
+        if known is None:
+            return {"movie_id": movie_id, "title": title}
+        return {**known.model_dump(), "title": known.title or title}
+
+
+def _store(request: Request) -> Store:
+    state = request.app.state
+    if getattr(state, "store", None) is None:
+        state.store = Store()
+    return state.store
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+
+
+def _because(store: Store, user_id: int, picks: list[int]) -> dict[int, schemas.Because]:
+    """For each pick, the user's rated movie it is most similar to, from the served similar-movies lists."""
+    from movielens.serving import ServingError, lookup
+
+    rated = {r["movie_id"] for r in lookup._rated_in_lake(user_id, None)}
+    out: dict[int, schemas.Because] = {}
+    for pick in picks:
+        try:
+            with store.connection() as conn:
+                rows = lookup.lookup_similar(pick, MAX_N, store.source, conn=conn)["rows"]
+        except ServingError:
+            continue
+        best = next((r for r in rows if r["similar_movie_id"] in rated), None)
+        if best:
+            out[pick] = schemas.Because(movie_id=best["similar_movie_id"], title=best["similar_title"],
+                                        similarity=best["similarity"])
+    return out
+
+
+def _run(store: Store, summary: dict[str, Any]) -> schemas.Run:
+    ds = summary["ds"]
+    publication = summary.get("publication") or {}
+    outputs = summary.get("outputs") or {}
+    metrics = {model: {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               for model, values in (summary.get("metrics") or {}).items()}
+    drift = {k: v for k, v in (summary.get("drift") or {}).items() if k in ("metrics", "alerts")}
+    return schemas.Run(
+        ds=ds, run_id=summary.get("run_id"), files_validated=summary.get("files_validated", 0),
+        files_rejected=summary.get("files_rejected", 0), published=publication.get("published"),
+        served_ds=publication.get("served_ds"), gate_reasons=publication.get("reasons", []),
+        tuning=(summary.get("tuning") or {}).get("action"), metrics=metrics, backtest=summary.get("backtest") or {},
+        drift=drift,
+        links={**run_links(store.settings.airflow_base_url, ds), "airflow_run": (summary.get("links") or {}).get("airflow_run")},
+        lake={k: outputs.get(k) for k in ("report", "data_docs", "run_summary")},
+    )
+
+
+def _lake_file(store: Store, ds: str, *parts: str) -> tuple[bytes, str]:
+    if any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise HTTPException(400, f"not a path inside the run's reports: {'/'.join(parts)!r}")
+    path = store.lake.zone(layout.REPORTS, layout.check_ds(ds)).joinpath(*parts)
+    if not path.is_file():
+        raise HTTPException(404, f"{store.lake.uri(path)} does not exist")
+    return path.read_bytes(), mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+
+
+def _router() -> APIRouter:
+    from movielens.serving import ServingError, lookup
+
+    router = APIRouter(prefix=API, dependencies=[Depends(reader)], responses={
+        401: {"model": schemas.Problem, "description": "No token, or an invalid or expired one"},
+        403: {"model": schemas.Problem, "description": "The user may not read movielens_daily's runs"},
+        404: {"model": schemas.Problem, "description": "Nothing served for this id or date"},
+        422: {"description": "A parameter out of range or not a number"},
+    })
+
+    @router.get("/users/{user_id}/recommendations", response_model=schemas.Recommendations,
+                summary="A user's served recommendations (the popularity fallback for a user the lists do not hold)")
+    def recommendations(store: StoreDep, user_id: UserId, n: HowMany = 10,
+                        explain: Annotated[bool, Query(description="Add the rated movie each pick is most similar to")] = False):
+        try:
+            with store.connection() as conn:
+                answer = lookup.lookup_recommendations(user_id, n, store.source, conn=conn)
+        except ServingError as err:
+            raise HTTPException(404, str(err)) from None
+        because = _because(store, user_id, [r["movie_id"] for r in answer["rows"]]) if explain else {}
+        return schemas.Recommendations(
+            user_id=user_id, model_ds=answer["model_ds"], source=answer["source"], fallback=answer["fallback"],
+            items=[schemas.Recommendation(**store.movie(r["movie_id"], r["title"]), rank=r["rank"], score=r["score"],
+                                          because=because.get(r["movie_id"])) for r in answer["rows"]])
+
+    @router.get("/movies/{movie_id}/similar", response_model=schemas.SimilarMovies,
+                summary="The movies most similar to a movie, from the served lists")
+    def similar(store: StoreDep, movie_id: MovieId, n: HowMany = 10):
+        try:
+            with store.connection() as conn:
+                answer = lookup.lookup_similar(movie_id, n, store.source, conn=conn)
+        except ServingError as err:
+            raise HTTPException(404, str(err)) from None
+        return schemas.SimilarMovies(
+            movie=store.movie(movie_id, answer["rows"][0]["title"]), model_ds=answer["model_ds"], source=answer["source"],
+            items=[schemas.SimilarMovie(**store.movie(r["similar_movie_id"], r["similar_title"]), rank=r["rank"],
+                                        similarity=r["similarity"]) for r in answer["rows"]])
+
+    @router.get("/movies", response_model=schemas.MovieSearch, summary="Movies whose title contains q")
+    def movies(store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=200, description="Part of a title")],
+               limit: HowMany = 20):
+        needle = q.casefold().strip()
+        if not needle:
+            raise HTTPException(422, "q must contain more than spaces")
+        found = [m for m in store.catalogue().values() if m.title and needle in m.title.casefold()]
+        found.sort(key=lambda m: (not m.title.casefold().startswith(needle), m.title))
+        return schemas.MovieSearch(query=q, items=found[:limit])
+
+    @router.get("/runs", response_model=schemas.Runs, summary="The run dates, latest first, with metrics and gate decisions")
+    def runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=366, description="How many dates")] = 30):
+        summaries = store.lake.run_summaries_before("9999-12-31", limit)
+        return schemas.Runs(items=[_run(store, s) for s in reversed(summaries)])
+
+    @router.get("/runs/{ds}", response_model=schemas.Run, summary="One date's run")
+    def run(store: StoreDep, ds: Ds):
+        content, _ = _lake_file(store, ds, layout.RUN_SUMMARY)
+        import json
+
+        return _run(store, json.loads(content))
+
+    @router.get("/runs/{ds}/report", response_class=HTMLResponse, summary="The run's HTML report, from the lake")
+    def report(store: StoreDep, ds: Ds):
+        content, _ = _lake_file(store, ds, layout.RUN_REPORT)
+        return HTMLResponse(content)
+
+    @router.get("/runs/{ds}/data-docs/{page:path}", summary="The run's Great Expectations Data Docs, from the lake")
+    def data_docs(store: StoreDep, ds: Ds, page: str):
+        content, media_type = _lake_file(store, ds, layout.DATA_DOCS, *page.split("/"))
+        return Response(content, media_type=media_type)
+
+    return router
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="MovieLens recommendations", version="1",
+        description="The served recommendations, similar movies and runs of movielens-platform. Authenticate with "
+                    "the bearer token of Airflow's `POST /auth/token`.",
+        openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None,
+    )
+    app.state.store = None
+    app.include_router(_router())
+    app.mount(PAGES, StaticFiles(directory=PAGES_DIR, html=True), name="pages")
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, err: ValueError):
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    return app
