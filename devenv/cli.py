@@ -122,8 +122,9 @@ def ui(port: int) -> int:
             stack.start()
             print(
                 f"Airflow UI on {stack.base_url}: log in as '{stack.user}' with password '{stack.password}' "
-                f"(kept in {stack.passwords_file}; set MOVIELENS_UI_PASSWORD to choose it). "
-                f"Emails go to {mail_dir}. Ctrl-C stops everything.",
+                f"(kept in {stack.passwords_file}; set MOVIELENS_UI_PASSWORD to choose it). The MovieLens pages are "
+                f"under Browse; the API at {stack.base_url}/movielens/api/v1/docs (a read-only token: POST /auth/token "
+                f"as '{stack.reader}', password '{stack.reader_password}'). Emails go to {mail_dir}. Ctrl-C stops everything.",
                 flush=True,
             )
             while True:

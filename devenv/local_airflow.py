@@ -119,9 +119,10 @@ class AirflowStack:
     and ``triggerer``, each a process in its own process group with its own log file, on one metadata
     DB (PostgreSQL through ``sql_alchemy_conn``, or the SQLite file of ``AIRFLOW_HOME``).
 
-    Login is Airflow's simple auth manager with one user, ``admin`` (role admin), whose password is
-    written to the passwords file before start (``[core] simple_auth_manager_users`` and
-    ``simple_auth_manager_passwords_file``): the UI and the REST API need it.
+    Login is Airflow's simple auth manager with two users, ``admin`` (role admin) and ``reader`` (role viewer:
+    read-only, what an app calling the MovieLens API should use), whose passwords are written to the passwords
+    file before start (``[core] simple_auth_manager_users`` and ``simple_auth_manager_passwords_file``): the UI
+    and the REST API need them.
 
     ``env`` is an :func:`airflow_env` (the API port comes from its ``AIRFLOW__API__PORT``)::
 
@@ -151,11 +152,13 @@ class AirflowStack:
         self.base_url = self.env.get("AIRFLOW__API__BASE_URL") or f"http://localhost:{self.port}"
         self.user = "admin"
         self.passwords_file = self.home / "simple_auth_manager_passwords.json"
-        self.password = admin_password or self._kept_password() or secrets.token_urlsafe(12)
+        self.password = admin_password or self._kept_password(self.user) or secrets.token_urlsafe(12)
+        self.reader = "reader"
+        self.reader_password = self._kept_password(self.reader) or secrets.token_urlsafe(12)
         stack_env = {
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.user}:admin,{self.reader}:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             # Signs the tokens of the REST API and of the task workers: one value for every component.
@@ -173,13 +176,13 @@ class AirflowStack:
         self.env.update(extra or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: float | None = None
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def _kept_password(self) -> str | None:
-        """The admin password of an earlier start with the same AIRFLOW_HOME (``make ui`` keeps it)."""
+    def _kept_password(self, user: str) -> str | None:
+        """A user's password of an earlier start with the same AIRFLOW_HOME (``make ui`` keeps them)."""
         try:
-            return json.loads(self.passwords_file.read_text()).get("admin")
+            return json.loads(self.passwords_file.read_text()).get(user)
         except (OSError, ValueError):
             return None
 
@@ -193,7 +196,7 @@ class AirflowStack:
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.passwords_file.write_text(json.dumps({self.user: self.password}) + "\n")
+        self.passwords_file.write_text(json.dumps({self.user: self.password, self.reader: self.reader_password}) + "\n")
         self.passwords_file.chmod(0o600)
         migrate(self.env)
         self.started_at = time.time()
@@ -287,14 +290,16 @@ class AirflowStack:
         raise AirflowError(f"Airflow is not healthy after {timeout:.0f} s (logs in {self.log_dir}); last: {last}")
 
     # -- REST API ----------------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True, timeout: float = 30.0):
-        """A JSON request to the API server; returns the decoded answer (``None`` when empty)."""
+    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True, timeout: float = 30.0,
+                user: str | None = None, token: str | None = None):
+        """A JSON request to the API server as ``user`` (default admin; ``token`` instead: that bearer token;
+        ``auth=False``: none); returns the decoded answer (``None`` when empty)."""
         import urllib.error
         import urllib.request
 
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth:
-            headers["Authorization"] = f"Bearer {self.token()}"
+            headers["Authorization"] = f"Bearer {token or self.token(user or self.user)}"
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers, method=method)
         try:
@@ -304,12 +309,14 @@ class AirflowStack:
             raise AirflowError(f"{method} {path}: HTTP {err.code}: {err.read()[:2000].decode(errors='replace')}") from None
         return json.loads(raw) if raw else None
 
-    def token(self) -> str:
-        """A bearer token of the admin user (``POST /auth/token``)."""
-        if self._token is None:
-            answer = self.request("POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False)
-            self._token = answer["access_token"]
-        return self._token
+    def token(self, user: str | None = None) -> str:
+        """A bearer token of ``user`` (default admin; or the read-only ``reader``), from ``POST /auth/token``."""
+        user = user or self.user
+        if user not in self._tokens:
+            password = {self.user: self.password, self.reader: self.reader_password}[user]
+            answer = self.request("POST", "/auth/token", {"username": user, "password": password}, auth=False)
+            self._tokens[user] = answer["access_token"]
+        return self._tokens[user]
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0) -> None:
         """Until the DAG processor has parsed these DAGs (they are in the API)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from movielens import config
+from movielens import api, config
 from movielens.lake import Lake
 from spark_jobs.common import layout
 from spark_jobs.common import spec
@@ -238,8 +238,11 @@ def build_run_summary(
         },
         "compute": {k: v for k, v in (compute or {"backend": settings.compute}).items() if v is not None},
         "serving": serving or {"published": False, "reason": "MOVIELENS_SERVING_CONN_ID is not set"},
+        # HTTP pages (the API of movielens.api, in Airflow's API server) of what "outputs" holds as lake URLs.
         "links": {
             "airflow_run": f"{settings.airflow_base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}",
+            **{k: v for k, v in api.run_links(settings.airflow_base_url, ds).items()
+               if {"report": report.exists(), "data_docs": docs_built}.get(k, True)},
             **({"spark_run": compute["url"]} if compute and compute.get("url") else {}),
         },
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.spec["top_k"]),

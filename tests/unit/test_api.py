@@ -61,11 +61,12 @@ def test_answers_from_the_serving_database(served_lake, postgres_server, monkeyp
     ("/api/v1/movies?q=%20%20", 422, "more than spaces"),
     ("/api/v1/movies", 422, "Field required"),
     ("/api/v1/runs?limit=0", 422, "greater than or equal to 1"),
-    ("/api/v1/runs/yesterday/report", 422, "should match pattern"),
-    ("/api/v1/runs/2026-02-30/report", 400, "real calendar date"),
+    ("/api/v1/runs/yesterday/report", 422, "valid date"),
+    ("/api/v1/runs/2026-02-30/report", 422, "day value is outside expected range"),
     ("/api/v1/runs/2026-10-01/report", 404, "does not exist"),
     ("/api/v1/runs/2026-11-01/data-docs/../run_summary.json", 404, "Not Found"),
-    ("/api/v1/runs/2026-11-01/data-docs/static/..%2F..%2Frun_summary.json", 400, "not a path inside"),
+    ("/api/v1/runs/2026-11-01/data-docs/static/..%2F..%2Frun_summary.json", 404, "not a page of the run"),
+    ("/api/v1/runs?limt=5", 422, "unknown query parameter(s) ['limt']"),
 ])
 def test_bad_input_gets_a_4xx_with_a_message(served_lake, path, status, says):
     response = client_of(api_app.create_app()).get(path)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"
-DEV_ONLY = {"pytest", "pytest-xdist", "moto", "playwright", "aiosmtpd", "mkdocs"}
+DEV_ONLY = {"pytest", "pytest-xdist", "moto", "playwright", "aiosmtpd", "mkdocs", "schemathesis"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;\s*(.+))?$")
 
 

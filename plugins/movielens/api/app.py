@@ -7,6 +7,8 @@ latest silver movies. A user the served lists do not hold gets the popularity fa
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import mimetypes
 import queue
 import threading
@@ -32,7 +34,7 @@ PAGES_DIR = LocalPath(__file__).with_name("pages")
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A MovieLens userId")]
 MovieId = Annotated[int, Path(ge=1, le=MAX_ID, description="A MovieLens movieId")]
 HowMany = Annotated[int, Query(ge=1, le=MAX_N, description=f"How many (1-{MAX_N})")]
-Ds = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A run date, YYYY-MM-DD")]
+Ds = Annotated[dt.date, Path(description="A run date, YYYY-MM-DD")]
 
 _bearer = HTTPBearer(auto_error=False, description="The token of Airflow's POST /auth/token")
 
@@ -126,6 +128,15 @@ class Store:
         return {**known.model_dump(), "title": known.title or title}
 
 
+def known_query(request: Request) -> None:
+    """A query parameter the route does not take (a typo such as ``?limt=5``) is an error, not ignored."""
+    route = request.scope.get("route")
+    known = {p.alias for p in route.dependant.query_params} if route else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s) {unknown}: this route takes {sorted(known) or 'none'}")
+
+
 def _store(request: Request) -> Store:
     state = request.app.state
     if getattr(state, "store", None) is None:
@@ -173,10 +184,10 @@ def _run(store: Store, summary: dict[str, Any]) -> schemas.Run:
     )
 
 
-def _lake_file(store: Store, ds: str, *parts: str) -> tuple[bytes, str]:
+def _lake_file(store: Store, ds: dt.date, *parts: str) -> tuple[bytes, str]:
     if any(p in ("", ".", "..") or "\\" in p for p in parts):
-        raise HTTPException(400, f"not a path inside the run's reports: {'/'.join(parts)!r}")
-    path = store.lake.zone(layout.REPORTS, layout.check_ds(ds)).joinpath(*parts)
+        raise HTTPException(404, f"not a page of the run's reports: {'/'.join(parts)!r}")
+    path = store.lake.zone(layout.REPORTS, ds.isoformat()).joinpath(*parts)
     if not path.is_file():
         raise HTTPException(404, f"{store.lake.uri(path)} does not exist")
     return path.read_bytes(), mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
@@ -185,11 +196,11 @@ def _lake_file(store: Store, ds: str, *parts: str) -> tuple[bytes, str]:
 def _router() -> APIRouter:
     from movielens.serving import ServingError, lookup
 
-    router = APIRouter(prefix=API, dependencies=[Depends(reader)], responses={
+    router = APIRouter(prefix=API, dependencies=[Depends(reader), Depends(known_query)], responses={
         401: {"model": schemas.Problem, "description": "No token, or an invalid or expired one"},
         403: {"model": schemas.Problem, "description": "The user may not read movielens_daily's runs"},
         404: {"model": schemas.Problem, "description": "Nothing served for this id or date"},
-        422: {"description": "A parameter out of range or not a number"},
+        422: {"description": "A parameter out of range, not a number, or not one the route takes"},
     })
 
     @router.get("/users/{user_id}/recommendations", response_model=schemas.Recommendations,
@@ -238,16 +249,17 @@ def _router() -> APIRouter:
     @router.get("/runs/{ds}", response_model=schemas.Run, summary="One date's run")
     def run(store: StoreDep, ds: Ds):
         content, _ = _lake_file(store, ds, layout.RUN_SUMMARY)
-        import json
-
         return _run(store, json.loads(content))
 
-    @router.get("/runs/{ds}/report", response_class=HTMLResponse, summary="The run's HTML report, from the lake")
+    @router.get("/runs/{ds}/report", summary="The run's HTML report, from the lake", response_class=Response,
+                responses={200: {"content": {"text/html": {}}, "description": "The report"}})
     def report(store: StoreDep, ds: Ds):
         content, _ = _lake_file(store, ds, layout.RUN_REPORT)
         return HTMLResponse(content)
 
-    @router.get("/runs/{ds}/data-docs/{page:path}", summary="The run's Great Expectations Data Docs, from the lake")
+    @router.get("/runs/{ds}/data-docs/{page:path}", summary="The run's Great Expectations Data Docs, from the lake",
+                response_class=Response, responses={200: {"content": {"text/html": {}, "*/*": {}},
+                                                          "description": "A page or asset of the Data Docs"}})
     def data_docs(store: StoreDep, ds: Ds, page: str):
         content, media_type = _lake_file(store, ds, layout.DATA_DOCS, *page.split("/"))
         return Response(content, media_type=media_type)

@@ -99,7 +99,8 @@ def values(summary: dict[str, Any], previous: dict[str, Any] | None, previous_er
     """What the templates show. ``previous_error``: why the earlier summaries could not be read, if so."""
     return {
         "s": summary,
-        "previous": previous and {"ds": previous["ds"], "report": previous.get("outputs", {}).get("report"),
+        "previous": previous and {"ds": previous["ds"],
+                                  "report": previous.get("links", {}).get("report") or previous.get("outputs", {}).get("report"),
                                   "run_summary": previous.get("outputs", {}).get("run_summary")},
         "previous_error": previous_error,
         "metrics": metric_rows(summary.get("metrics", {}), previous.get("metrics", {}) if previous else None),
