@@ -41,8 +41,21 @@ def write_gold(root: Path, ds: str, users: int, movies: int, k: int = 10, n: int
         "similar_movieId": similar_ids, "similar_title": titles[similar_ids - 1],
         "similarity": rng.random(movies * n, dtype=np.float32),
     })
-    for name, table in (("recommendations", recs), ("similar_movies", similar)):
-        folder = root / "gold" / name / f"ds={ds}"
+    counts = rng.integers(1, 5000, size=movies)
+    top = np.argsort(-counts, kind="stable")[:500]
+    genres = np.array(["Drama", "Comedy|Romance", "Action|Thriller", "Animation|Children"], dtype=object)
+    fallback = pa.table({
+        "segment": ["all"] * len(top), "rank": np.arange(1, len(top) + 1, dtype=np.int32), "movieId": (top + 1).astype(np.int32),
+        "title": titles[top], "genres": genres[top % 4], "n_ratings": counts[top].astype(np.int64),
+    })
+    catalogue = pa.table({
+        "movieId": np.arange(1, movies + 1, dtype=np.int32), "title": titles,
+        "year": np.array([1950 + i % 70 for i in range(1, movies + 1)], dtype=np.int32),
+        "genre_list": [g.split("|") for g in genres[np.arange(movies) % 4]],
+    })
+    for zone, name, table in (("gold", "recommendations", recs), ("gold", "similar_movies", similar),
+                              ("gold", "fallback_movies", fallback), ("silver", "movies", catalogue)):
+        folder = root / zone / name / f"ds={ds}"
         folder.mkdir(parents=True)
         pq.write_table(table, folder / "part-00000.parquet", row_group_size=500_000)
 

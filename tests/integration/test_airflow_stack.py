@@ -41,6 +41,8 @@ from spark_jobs.common import layout, spec
 from tests import lakecheck
 from tests.servers import free_port
 
+API = "/movielens/api/v1"
+
 pytestmark = pytest.mark.e2e
 
 DAILY = "movielens_daily"
@@ -397,6 +399,14 @@ def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_rep
         assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 2, subjects
 
 
+def log_in(page, stack: local_airflow.AirflowStack, user: str, password: str) -> None:
+    page.goto(f"{stack.base_url}/dags")
+    page.wait_for_url("**/auth/login**")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployment, daily_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -415,11 +425,7 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
         step = "start"
         try:
             step = "the UI sends a visitor to the login page"
-            page.goto(f"{base}/dags")
-            page.wait_for_url("**/auth/login**")
-            page.get_by_label("Username").fill(stack.user)
-            page.get_by_label("Password").fill(stack.password)
-            page.get_by_role("button", name="Sign in").click()
+            log_in(page, stack, stack.user, stack.password)
 
             step = "the DAG list"
             page.wait_for_url(f"{base}/dags")
@@ -473,3 +479,158 @@ def test_similar_movies_of_a_movie_the_model_does_not_know_fail_saying_so(deploy
     assert done["state"] == "failed", deployment.explain(SIMILAR, run["dag_run_id"])
     log = deployment.task_log(SIMILAR, run["dag_run_id"], "find_similar_movies")
     assert "movie 99999999 has no similar_movies in" in log
+
+
+def fetch(url: str, token: str | None) -> tuple[int, str, str]:
+    """GET any URL (a link of an email) with a bearer token: (status, content type, body)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.headers.get("Content-Type", ""), answer.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Content-Type", ""), err.read().decode(errors="replace")
+
+
+def test_the_api_answers_as_the_serving_tables_do_behind_airflows_login(deployment, daily_run):
+    """The plugin's API in the running API server: Airflow's token (a read-only user's is enough), the serving
+    database's lists, the fallback, search, runs, and every link of the success email opening over HTTP."""
+    assert daily_run["state"] == "success", "the API serves what the daily run published"
+    stack = deployment.stack
+    path = f"{API}/users/1/recommendations?n=10"
+    with pytest.raises(local_airflow.AirflowError, match="HTTP 401.*POST /auth/token"):
+        stack.request("GET", path, auth=False)
+    reader = stack.token(stack.reader)
+    forged = reader[: reader.rindex(".") + 1] + "c2lnbmF0dXJl"  # the reader's claims, another signature
+    for token in ("not-a-token", forged):
+        with pytest.raises(local_airflow.AirflowError, match="HTTP 401.*invalid or expired"):
+            stack.request("GET", path, token=token)
+    with pytest.raises(local_airflow.AirflowError, match="HTTP 403"):  # read-only: it cannot trigger a run
+        stack.request("POST", f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None}, user=stack.reader)
+
+    recs = stack.request("GET", path, user=stack.reader)
+    served = deployment.serving("SELECT rank, movie_id, title, ds::text FROM movielens_recommendations "
+                                "WHERE user_id = 1 AND rank <= 10 ORDER BY rank")
+    assert [(r["rank"], r["movie_id"], r["title"], recs["model_ds"]) for r in recs["items"]] == served
+    assert recs["fallback"] is None and recs["source"].startswith("postgres connection movielens_serving")
+    assert all(r["genres"] and r["year"] for r in recs["items"]), recs["items"]
+
+    unknown = stack.request("GET", f"{API}/users/2147483647/recommendations?n=5", user=stack.reader)
+    fallback = deployment.serving("SELECT movie_id FROM movielens_fallback_movies WHERE segment = 'all' ORDER BY rank LIMIT 5")
+    assert unknown["fallback"] and [r["movie_id"] for r in unknown["items"]] == [m for (m,) in fallback]
+
+    movie = recs["items"][0]["movie_id"]
+    like = stack.request("GET", f"{API}/movies/{movie}/similar?n=5", user=stack.reader)
+    assert [(r["rank"], r["movie_id"]) for r in like["items"]] == deployment.serving(
+        f"SELECT rank, similar_movie_id FROM movielens_similar_movies WHERE movie_id = {movie} AND rank <= 5 ORDER BY rank")
+    found = stack.request("GET", f"{API}/movies?q={quote(recs['items'][0]['title'][:6])}", user=stack.reader)
+    assert movie in [m["movie_id"] for m in found["items"]]
+    for bad, says in ((f"{API}/users/1/recommendations?n=1000", "HTTP 422.*less than or equal to 100"),
+                      (f"{API}/users/-1/recommendations", "HTTP 422.*greater than or equal to 1"),
+                      (f"{API}/movies/abc/similar", "HTTP 422.*valid integer")):
+        with pytest.raises(local_airflow.AirflowError, match=says):
+            stack.request("GET", bad, user=stack.reader)
+
+    [run] = [r for r in stack.request("GET", f"{API}/runs", user=stack.reader)["items"] if r["ds"] == DS]
+    assert (run["run_id"], run["published"]) == (daily_run["dag_run_id"], True) and run["metrics"]["ease_ials"]["ndcg_at_10"] > 0
+    assert stack.request("GET", f"{API}/openapi.json", auth=False)["info"]["title"] == "MovieLens recommendations"
+    [plugin] = [p for p in stack.request("GET", "/api/v2/plugins")["plugins"] if p["name"] == "movielens"]
+    assert {v["name"] for v in plugin["external_views"]} >= {"Recommendations", "Similar movies", "Runs"}
+
+    # Every HTTP link of the success email opens, on the right page; the lake URLs stand beside them.
+    [mail] = [m for m in deployment.mail.messages() if m["Subject"] == SUCCESS]
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    links = sorted(set(re.findall(r'href="(http[^"]+)"', html)))
+    expected = {"/dags/": 'id="root"', "/pages/runs.html": "<h1>Runs</h1>",
+                "/pages/recommendations.html": "<h1>Recommendations</h1>", f"/runs/{DS}/report": DS,
+                f"/runs/{DS}/data-docs/index.html": "Great Expectations"}
+    assert {k for k in expected if any(k in link for link in links)} == set(expected), links
+    for link in links:
+        status, kind, body = fetch(link, reader)
+        assert status == 200 and "text/html" in kind, (link, status, body[:300])
+        assert all(text in body for key, text in expected.items() if key in link), (link, body[:300])
+    assert f"(in the lake: <code>{deployment.summary(DS)['outputs']['report']}</code>)" in html
+
+
+def test_the_movielens_pages_in_the_ui_show_the_apis_lists(deployment, daily_run, tmp_path):
+    """Browse > Recommendations, Similar movies and Runs, and a run's own tab, as the read-only user sees them
+    in Chromium: the same lists as the API. MOVIELENS_SCREENSHOTS=DIR keeps the pages' screenshots (docs/img)."""
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
+    assert daily_run["state"] == "success", "the pages show what the daily run published"
+    stack = deployment.stack
+    recs = stack.request("GET", f"{API}/users/1/recommendations?n=10&explain=true", user=stack.reader)["items"]
+    movie = recs[0]["movie_id"]
+    like = stack.request("GET", f"{API}/movies/{movie}/similar?n=10", user=stack.reader)["items"]
+    shots = Path(os.environ.get("MOVIELENS_SCREENSHOTS") or tmp_path)
+
+    def column(table, index: int) -> list[str]:
+        rows = table.locator("tbody tr")
+        return [rows.nth(i).locator("td").nth(index).inner_text() for i in range(rows.count())]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        step = "start"
+        try:
+            step = "log in as the read-only user"
+            log_in(page, stack, stack.reader, stack.reader_password)
+            page.wait_for_url(f"{stack.base_url}/dags")
+
+            step = "Browse > Recommendations: user 1's list, with the reason of each pick"
+            page.get_by_role("button", name="Browse").click()
+            page.get_by_role("menuitem", name="Recommendations").click()
+            page.wait_for_url("**/plugin/movielens-recommendations**")
+            frame = page.frame_locator("iframe")
+            frame.get_by_label("User id").fill("1")
+            frame.get_by_role("button", name="Look up").click()
+            table = frame.get_by_test_id("recommendations")
+            expect(table.locator("tbody tr")).to_have_count(len(recs), timeout=30_000)
+            assert column(table, 1) == [r["title"] for r in recs]
+            assert column(table, 3) == [", ".join(r["genres"]) for r in recs]
+            assert column(table, 5) == [f"because you rated {r['because']['title']} (similarity {r['because']['similarity']:.2f})"
+                                        if r["because"] else "" for r in recs]
+            page.screenshot(path=str(shots / "ui-recommendations.png"))
+
+            step = "Browse > Similar movies: search by title, then the movie's list"
+            page.get_by_role("button", name="Browse").click()
+            page.get_by_role("menuitem", name="Similar movies").click()
+            frame = page.frame_locator("iframe")
+            frame.get_by_label("Title contains").fill(recs[0]["title"])
+            frame.get_by_role("button", name="Search").click()
+            found = frame.get_by_test_id("search")
+            expect(found).to_be_visible(timeout=30_000)
+            found.locator("tbody tr").filter(has_text=recs[0]["title"]).first.get_by_role("button", name="Similar").click()
+            table = frame.get_by_test_id("similar")
+            expect(table.locator("tbody tr")).to_have_count(len(like), timeout=30_000)
+            assert column(table, 1) == [r["title"] for r in like]
+            page.screenshot(path=str(shots / "ui-similar-movies.png"))
+
+            step = "Browse > Runs: every date with its gate decision and links, and the trend"
+            page.get_by_role("button", name="Browse").click()
+            page.get_by_role("menuitem", name="Runs").click()
+            frame = page.frame_locator("iframe")
+            runs = frame.get_by_test_id("runs")
+            expect(runs).to_be_visible(timeout=30_000)
+            expect(frame.get_by_test_id("trend")).to_be_visible()
+            assert DS in column(runs, 0) and "published" in column(runs, 2)
+            page.screenshot(path=str(shots / "ui-runs.png"))
+
+            step = "the MovieLens tab of the REST run's page selects its date"
+            page.goto(f"{stack.base_url}/dags/{DAILY}/runs/{quote(daily_run['dag_run_id'], safe='')}")
+            page.get_by_text("MovieLens run", exact=True).click()
+            selected = page.frame_locator("iframe").locator("tr[data-selected=true] td").first
+            expect(selected).to_have_text(DS, timeout=30_000)
+        except BaseException:
+            shot = tmp_path / "ui-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"UI step failed: {step}; screenshot: {shot}; page: {page.url}")
+            raise
+        finally:
+            browser.close()
