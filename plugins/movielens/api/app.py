@@ -29,6 +29,7 @@ DAILY_DAG = "movielens_daily"
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
 MAX_N = 100
 CATALOGUE_TTL_S = 60.0
+TOKEN_CACHE_S = 30.0
 PAGES_DIR = LocalPath(__file__).with_name("pages")
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="A MovieLens userId")]
@@ -43,6 +44,31 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class _VerifiedTokens:
+    """Tokens Airflow verified and authorised, kept ``TOKEN_CACHE_S`` (never past their own expiry): Airflow's
+    check reads its revoked-token table on every call, which would cost each request a metadata-DB query. A
+    token revoked by a logout is refused here at most ``TOKEN_CACHE_S`` later."""
+
+    def __init__(self, max_size: int = 4096):
+        self.max_size = max_size
+        self._users: dict[str, tuple[float, Any]] = {}
+
+    def get(self, token: str):
+        entry = self._users.get(token)
+        if entry and time.time() < entry[0]:
+            return entry[1]
+        self._users.pop(token, None)
+        return None
+
+    def put(self, token: str, user, expires_at: float) -> None:
+        if len(self._users) >= self.max_size:
+            self._users.clear()
+        self._users[token] = (min(time.time() + TOKEN_CACHE_S, expires_at), user)
+
+
+_verified = _VerifiedTokens()
+
+
 async def reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
     """Airflow's login, as the UI's: a bearer token (``POST /auth/token``) or the UI's session cookie; the user
     must be allowed to read ``movielens_daily``'s runs (a read-only user is)."""
@@ -54,6 +80,8 @@ async def reader(request: Request, credentials: HTTPAuthorizationCredentials | N
     if not token:
         raise _unauthorized("not authenticated: send 'Authorization: Bearer <token>' with a token of Airflow's "
                             "POST /auth/token, or log in to the Airflow UI")
+    if (user := _verified.get(token)) is not None:
+        return user
     manager = get_auth_manager()
     try:
         user = await manager.get_user_from_token(token)
@@ -62,7 +90,20 @@ async def reader(request: Request, credentials: HTTPAuthorizationCredentials | N
     if not manager.is_authorized_dag(method="GET", user=user, access_entity=DagAccessEntity.RUN,
                                      details=DagDetails(id=DAILY_DAG)):
         raise HTTPException(403, f"user {user.get_name()!r} may not read the runs of {DAILY_DAG}")
+    _verified.put(token, user, _expiry(token))
     return user
+
+
+def _expiry(token: str) -> float:
+    """The token's own ``exp`` claim (already verified by Airflow), or now when it has none."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims.get("exp") or time.time())
+    except (IndexError, ValueError, TypeError):
+        return time.time()
 
 
 class Store:
@@ -78,7 +119,7 @@ class Store:
         self.conn_id = self.settings.serving_conn_id
         self.source = "db" if self.conn_id else "lake"
         self._pool: queue.LifoQueue = queue.LifoQueue()
-        self._catalogue: tuple[float, dict[int, schemas.Movie]] = (0.0, {})
+        self._catalogue: tuple[float, dict[int, dict[str, Any]]] = (0.0, {})
         self._lock = threading.Lock()
 
     @contextmanager
@@ -106,29 +147,33 @@ class Store:
         else:
             self._pool.put(conn)
 
-    def catalogue(self) -> dict[int, schemas.Movie]:
+    def catalogue(self) -> dict[int, dict[str, Any]]:
+        """movieId -> movie (id, title, year, genres) of the lake's latest silver movies. Past its TTL one request
+        reloads it while the others answer from the copy they have (only the first load waits)."""
         expires, movies = self._catalogue
-        if time.monotonic() < expires:
+        if time.monotonic() < expires or not self._lock.acquire(blocking=not movies):
             return movies
-        with self._lock:
+        try:
             dates = self.lake.table_dates(layout.SILVER, "movies", "9999-12-31")
-            movies = {}
+            fresh: dict[int, dict[str, Any]] = {}
             if dates:
-                table = self.lake.read_table(layout.SILVER, "movies", dates[-1], filters=None)
+                table = self.lake.read_table(layout.SILVER, "movies", dates[-1])
                 for r in table.select(["movieId", "title", "year", "genre_list"]).to_pylist():
-                    movies[r["movieId"]] = schemas.Movie(movie_id=r["movieId"], title=r["title"], year=r["year"],
-                                                         genres=list(r["genre_list"] or []))
-            self._catalogue = (time.monotonic() + CATALOGUE_TTL_S, movies)
-        return movies
+                    fresh[r["movieId"]] = {"movie_id": r["movieId"], "title": r["title"], "year": r["year"],
+                                           "genres": list(r["genre_list"] or [])}
+            self._catalogue = (time.monotonic() + CATALOGUE_TTL_S, fresh)
+            return fresh
+        finally:
+            self._lock.release()
 
     def movie(self, movie_id: int, title: str | None = None) -> dict[str, Any]:
         known = self.catalogue().get(movie_id)
         if known is None:
-            return {"movie_id": movie_id, "title": title}
-        return {**known.model_dump(), "title": known.title or title}
+            return {"movie_id": movie_id, "title": title, "year": None, "genres": []}
+        return known if known["title"] else {**known, "title": title}
 
 
-def known_query(request: Request) -> None:
+async def known_query(request: Request) -> None:
     """A query parameter the route does not take (a typo such as ``?limt=5``) is an error, not ignored."""
     route = request.scope.get("route")
     known = {p.alias for p in route.dependant.query_params} if route else set()
@@ -137,7 +182,7 @@ def known_query(request: Request) -> None:
         raise HTTPException(422, f"unknown query parameter(s) {unknown}: this route takes {sorted(known) or 'none'}")
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     state = request.app.state
     if getattr(state, "store", None) is None:
         state.store = Store()
@@ -193,6 +238,16 @@ def _lake_file(store: Store, ds: dt.date, *parts: str) -> tuple[bytes, str]:
     return path.read_bytes(), mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
 
 
+async def _answer(store: Store, answer, reads_lake: bool = False):
+    """Run ``answer``: inline when it is one indexed query of the serving database (a thread hop would cost
+    more than the query), in the thread pool when it reads the lake."""
+    if store.source == "db" and not reads_lake:
+        return answer()
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(answer)
+
+
 def _router() -> APIRouter:
     from movielens.serving import ServingError, lookup
 
@@ -205,31 +260,38 @@ def _router() -> APIRouter:
 
     @router.get("/users/{user_id}/recommendations", response_model=schemas.Recommendations,
                 summary="A user's served recommendations (the popularity fallback for a user the lists do not hold)")
-    def recommendations(store: StoreDep, user_id: UserId, n: HowMany = 10,
-                        explain: Annotated[bool, Query(description="Add the rated movie each pick is most similar to")] = False):
-        try:
-            with store.connection() as conn:
-                answer = lookup.lookup_recommendations(user_id, n, store.source, conn=conn)
-        except ServingError as err:
-            raise HTTPException(404, str(err)) from None
-        because = _because(store, user_id, [r["movie_id"] for r in answer["rows"]]) if explain else {}
-        return schemas.Recommendations(
-            user_id=user_id, model_ds=answer["model_ds"], source=answer["source"], fallback=answer["fallback"],
-            items=[schemas.Recommendation(**store.movie(r["movie_id"], r["title"]), rank=r["rank"], score=r["score"],
-                                          because=because.get(r["movie_id"])) for r in answer["rows"]])
+    async def recommendations(store: StoreDep, user_id: UserId, n: HowMany = 10,
+                              explain: Annotated[bool, Query(description="Add the rated movie each pick is most "
+                                                                         "similar to")] = False):
+        def answer() -> dict[str, Any]:
+            try:
+                with store.connection() as conn:
+                    found = lookup.lookup_recommendations(user_id, n, store.source, conn=conn)
+            except ServingError as err:
+                raise HTTPException(404, str(err)) from None
+            because = _because(store, user_id, [r["movie_id"] for r in found["rows"]]) if explain else {}
+            return {"user_id": user_id, "model_ds": found["model_ds"], "source": found["source"],
+                    "fallback": found["fallback"],
+                    "items": [{**store.movie(r["movie_id"], r["title"]), "rank": r["rank"], "score": r["score"],
+                               "because": because.get(r["movie_id"])} for r in found["rows"]]}
+
+        return await _answer(store, answer, reads_lake=explain)
 
     @router.get("/movies/{movie_id}/similar", response_model=schemas.SimilarMovies,
                 summary="The movies most similar to a movie, from the served lists")
-    def similar(store: StoreDep, movie_id: MovieId, n: HowMany = 10):
-        try:
-            with store.connection() as conn:
-                answer = lookup.lookup_similar(movie_id, n, store.source, conn=conn)
-        except ServingError as err:
-            raise HTTPException(404, str(err)) from None
-        return schemas.SimilarMovies(
-            movie=store.movie(movie_id, answer["rows"][0]["title"]), model_ds=answer["model_ds"], source=answer["source"],
-            items=[schemas.SimilarMovie(**store.movie(r["similar_movie_id"], r["similar_title"]), rank=r["rank"],
-                                        similarity=r["similarity"]) for r in answer["rows"]])
+    async def similar(store: StoreDep, movie_id: MovieId, n: HowMany = 10):
+        def answer() -> dict[str, Any]:
+            try:
+                with store.connection() as conn:
+                    found = lookup.lookup_similar(movie_id, n, store.source, conn=conn)
+            except ServingError as err:
+                raise HTTPException(404, str(err)) from None
+            return {"movie": store.movie(movie_id, found["rows"][0]["title"]), "model_ds": found["model_ds"],
+                    "source": found["source"],
+                    "items": [{**store.movie(r["similar_movie_id"], r["similar_title"]), "rank": r["rank"],
+                               "similarity": r["similarity"]} for r in found["rows"]]}
+
+        return await _answer(store, answer)
 
     @router.get("/movies", response_model=schemas.MovieSearch, summary="Movies whose title contains q")
     def movies(store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=200, description="Part of a title")],
@@ -237,9 +299,9 @@ def _router() -> APIRouter:
         needle = q.casefold().strip()
         if not needle:
             raise HTTPException(422, "q must contain more than spaces")
-        found = [m for m in store.catalogue().values() if m.title and needle in m.title.casefold()]
-        found.sort(key=lambda m: (not m.title.casefold().startswith(needle), m.title))
-        return schemas.MovieSearch(query=q, items=found[:limit])
+        found = [m for m in store.catalogue().values() if m["title"] and needle in m["title"].casefold()]
+        found.sort(key=lambda m: (not m["title"].casefold().startswith(needle), m["title"]))
+        return {"query": q, "items": found[:limit]}
 
     @router.get("/runs", response_model=schemas.Runs, summary="The run dates, latest first, with metrics and gate decisions")
     def runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=366, description="How many dates")] = 30):
