@@ -4,7 +4,8 @@
 The MovieLens files that landed for a date become validated data, tested models and recommendations,
 then a report, the serving tables, a run summary and an email. `@daily`, no catch-up; every task reads
 and writes only the `ds=D` partitions of the run's **Logical date** (plus validated history up to D), so
-any date can be rerun or backfilled alone. A run without a logical date fails at once.
+any date can be rerun (**Clear** its run: a new run of the same logical date is refused) or backfilled alone.
+A run without a logical date fails at once.
 
 **Trigger form**: `ingest` lands files first (`none`: they arrive on their own; `folder`, `download`,
 `synthetic`, `auto`, or `replay`: this date's drop of a release replayed as a daily feed); `compute`
@@ -29,7 +30,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from movielens.compute.tasks import spark_job
-from movielens.dag_defaults import START_DATE, default_args, publish_deadline, require_ds
+from movielens.dag_defaults import MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, require_ds
 from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 from movielens.trigger_form import model_params, source_params
@@ -40,7 +41,10 @@ from movielens.trigger_form import model_params, source_params
     schedule="@daily",
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=1,
+    # More than one: a date waiting for its files must not hold a manual run of another date "queued";
+    # wait_for_earlier_runs keeps the dates in order.
+    max_active_runs=MAX_ACTIVE_RUNS,
+    description="Validate the day's MovieLens files, train and evaluate, publish recommendations and email the team.",
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
     default_args=default_args(),

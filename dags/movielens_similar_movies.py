@@ -6,7 +6,7 @@ On demand (no schedule): the movies most similar to one movie, with titles, from
 nearest movies of every rated movie by cosine similarity of the rating model's ALS item factors.
 
 #### Trigger form
-- **movie_id**: the MovieLens `movieId` to look up (e.g. 1, Toy Story (1995)).
+- **movie_id** (required): the MovieLens `movieId` to look up (e.g. 1, Toy Story (1995)).
 - **n** (default 20, at most 50): how many similar movies to list.
 - **Logical date** (Airflow's own field at the top of the form, filled in with now): its UTC date is
   the run's `ds`; the answer comes from the newest models of a date <= ds, so an earlier date asks
@@ -36,11 +36,14 @@ DAG_ID = "movielens_similar_movies"
     schedule=None,
     start_date=START_DATE,
     catchup=False,
+    description="The movies most similar to one movie, from the latest daily run's lists (trigger with a movie id).",
     tags=["movielens", "recommendations", "on-demand"],
     doc_md=__doc__,
     default_args=default_args(),
     params={
-        "movie_id": Param(1, type="integer", minimum=1, title="Movie id", description="MovieLens movieId, e.g. 1 for Toy Story (1995)"),
+        # No default: a field left empty (or a 0, which the form reads as empty) is refused, not run as movie 1.
+        "movie_id": Param(type="integer", minimum=1, title="Movie id",
+                          description="MovieLens movieId (required), e.g. 1 for Toy Story (1995)"),
         "n": Param(20, type="integer", minimum=1, maximum=50, title="How many", description="similar movies to list (at most 50)"),
     },
 )

@@ -6,6 +6,9 @@ import datetime as dt
 
 #: Start of the schedule of the dated DAGs (timezone-aware, UTC).
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+# Runs of movielens_daily at once: dates still run in order (wait_for_earlier_runs), but a date waiting for its
+# files (the scheduled run of today, for hours) does not keep a manual run of another date queued.
+MAX_ACTIVE_RUNS = 3
 
 
 def default_args() -> dict:

@@ -43,16 +43,20 @@ def source_params() -> dict[str, Param]:
     }
 
 
-def model_params() -> dict[str, Param]:
+def model_params(settings: config.Settings | None = None) -> dict[str, Param]:
+    """The form's model settings; each field's help says the value in effect (the environment's, as the DAG
+    was parsed: ``settings`` or :func:`config.load`), which an empty field or ``default`` follows."""
+    in_effect = (settings or config.load()).spec
     params: dict[str, Param] = {}
     for setting in spec.form_settings():
         choices = spec.form_choices(setting)
+        now = _shown(in_effect.get(setting.name))
         if choices:
             params[setting.name] = Param(
                 spec.FOLLOW_ENV,
                 type="string",
                 enum=[spec.FOLLOW_ENV, *choices],
-                values_display={spec.FOLLOW_ENV: f"default ({setting.env})", **{c: c for c in choices}},
+                values_display={spec.FOLLOW_ENV: f"default ({setting.env}: {now})", **{c: c for c in choices}},
                 title=setting.title,
                 description=f"{setting.help} '{spec.FOLLOW_ENV}' follows {setting.env}.",
                 section=SECTION,
@@ -64,7 +68,14 @@ def model_params() -> dict[str, Param]:
                 minimum=setting.minimum,
                 maximum=setting.maximum,
                 title=setting.title,
-                description=f"{setting.help} Empty: {setting.env}. From {setting.minimum:,} to {setting.maximum:,}.",
+                description=f"{setting.help} Empty: {setting.env}, now {now}. From {setting.minimum:,} to "
+                            f"{setting.maximum:,}.",
                 section=SECTION,
             )
     return params
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)

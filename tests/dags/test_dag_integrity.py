@@ -42,6 +42,7 @@ def test_dag_rules(dagbag, path):
     dag = dagbag.dags[path.stem]
     assert dag.tags, "tags"
     assert dag.doc_md and len(dag.doc_md) > 200, "doc_md explains the DAG"
+    assert dag.description and len(dag.description) > 40, "a description: the DAG list's cards show it"
     assert dag.catchup is False or dag.catchup is True, "catchup stated"
     assert dag.start_date is not None and dag.start_date.tzinfo is not None, "timezone-aware start_date"
     for task in dag.tasks:
@@ -99,3 +100,29 @@ def test_parsing_does_not_load_heavy_modules_and_is_fast(path):
     heavy, seconds = done.stdout.strip().splitlines()[-2:]
     assert heavy == "[]", f"parsing {path.name} loaded {heavy}"
     assert float(seconds) < 10, f"parsing {path.name} took {seconds} s"
+
+
+def test_a_waiting_date_does_not_hold_a_manual_run_of_another_date(dagbag):
+    """Today's scheduled run waits hours for its files (deferred); with one active run allowed, every manual run of
+    another date would stay queued behind it. Dates keep their order through wait_for_earlier_runs."""
+    daily = dagbag.dags["movielens_daily"]
+    assert daily.max_active_runs >= 2
+    assert "wait_for_earlier_runs" in daily.task_dict
+
+
+def test_the_similar_movies_form_requires_a_movie_id(dagbag):
+    """The form reads a 0 as empty: with a default it would run that default (movie 1) without a word."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = dagbag.dags["movielens_similar_movies"].params
+
+    def validated(**given):
+        form = ParamsDict({k: params.get_param(k) for k in params})
+        form.update(given)
+        return form.validate()
+
+    with pytest.raises(Exception, match="movie_id"):
+        validated()
+    with pytest.raises(Exception, match="movie_id"):
+        validated(movie_id=0)
+    assert validated(movie_id=5) == {"movie_id": 5, "n": 20}

@@ -68,6 +68,18 @@ def test_every_form_setting_has_a_form_field_that_follows_the_environment(dag):
     assert spec.form_overrides(defaults) == {}
 
 
+def test_the_form_says_the_value_each_field_follows(monkeypatch):
+    from movielens.trigger_form import model_params
+
+    monkeypatch.setenv("MOVIELENS_ALS_RANK", "17")
+    monkeypatch.setenv("MOVIELENS_TUNE", "off")
+    form = model_params()
+    assert "Empty: MOVIELENS_ALS_RANK, now 17." in form["als_rank"].description
+    assert form["tune"].schema["values_display"][spec.FOLLOW_ENV] == "default (MOVIELENS_TUNE: off)"
+    monkeypatch.delenv("MOVIELENS_ALS_RANK")
+    assert f"now {spec.by_name()['als_rank'].default}." in model_params()["als_rank"].description
+
+
 def test_omitted_params_follow_the_environment(dag, monkeypatch, lake_url):
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
