@@ -143,6 +143,16 @@ def test_failure_email_says_dag_task_try_date_error_and_log_link():
     assert "Try:          3" in text and "<th align=\"left\">Try</th><td>3</td>" in html
     assert "ValueError: ratings <b>exploded</b>" in text and "ValueError: ratings &lt;b&gt;exploded&lt;/b&gt;" in html
     assert f["log_url"] in text and f'<a href="{f["log_url"]}">' in html
+    assert f"landed files and their routing records are under reports/ds={DS}/files/" in text
+
+
+def test_a_failed_similar_movies_lookup_does_not_point_at_landed_files():
+    context = fake_failure_context(RuntimeError("movie 0 has no similar_movies"), task_id="find_similar_movies")
+    context["ti"].dag_id = "movielens_similar_movies"
+    text, html = mail.render(failure.TEMPLATE, f=failure.facts(context))
+    for body in (text, html):
+        assert "landed files" not in body and f"gold/similar_movies partitions with ds &lt;= {DS}".replace(
+            "&lt;", "<" if body is text else "&lt;") in body
 
 
 # --- arrival and SMTP trouble -----------------------------------------------------------------------

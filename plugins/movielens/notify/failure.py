@@ -16,6 +16,15 @@ TEMPLATE = "failure_email"
 SUBJECT = "[movielens] FAILED {dag_id}.{task_id} for {ds} (try {try_number})"
 
 
+# What to read after the task log, by DAG: a failed lookup has nothing to do with landed files.
+WHERE_TO_LOOK = {
+    "movielens_daily": "landed files and their routing records are under reports/ds={ds}/files/ of the lake, "
+                       "rejected files and their reports under rejected/ds={ds}/.",
+    "movielens_similar_movies": "the answer comes from the lake's gold/similar_movies partitions with ds <= {ds} "
+                                "(written by movielens_daily); a movie nobody rated has no similar movies.",
+}
+
+
 def facts(context: dict[str, Any]) -> dict[str, Any]:
     """What the email says, from a task's Airflow context."""
     ti = context["ti"]
@@ -31,6 +40,8 @@ def facts(context: dict[str, Any]) -> dict[str, Any]:
         "run_id": context.get("run_id") or ti.run_id,
         "error": f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "no error recorded"),
         "log_url": ti.log_url,
+        "where": "the task log above" + (f"; {WHERE_TO_LOOK[ti.dag_id].format(ds=context.get('ds') or 'D')}"
+                                         if ti.dag_id in WHERE_TO_LOOK else "."),
     }
 
 
