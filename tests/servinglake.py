@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import types
 
 import pytest
 import requests
@@ -55,8 +56,9 @@ class Dag:
     dag_id = DAG_ID
 
 
-def context(ds: str = DS) -> dict:
-    return {"ds": ds, "dag": Dag(), "ti": TaskInstance()}
+def context(ds: str = DS, clear_number: int = 0) -> dict:
+    """What the operator reads of a task's context; ``clear_number``: how often the DAG run was cleared."""
+    return {"ds": ds, "dag": Dag(), "ti": TaskInstance(), "dag_run": types.SimpleNamespace(clear_number=clear_number)}
 
 
 def run_trigger(trigger) -> dict:
@@ -103,7 +105,7 @@ def test_upload_submit_and_a_failing_remote_run(workspace, lake_url, monkeypatch
     url = ctx["ti"].xcoms["run_page_url"]
     assert url == workspace.run_page_url(workspace.runs[run_id])
     body = next(r["body"] for r in workspace.requests if r["path"] == "/api/2.2/jobs/runs/submit")
-    assert body["idempotency_token"] == idempotency_token(DAG_ID, TASK_ID, DS) == f"{DAG_ID}.{TASK_ID}.{DS}"
+    assert body["idempotency_token"] == idempotency_token(DAG_ID, TASK_ID, DS) == f"{DAG_ID}.{TASK_ID}.{DS}.0"
     # The provider sends numbers as strings (normalise_json_content); Databricks accepts both.
     assert body["timeout_seconds"] == str(4 * 3600) and body["run_name"] == "movielens-daily"
     [task] = body["tasks"]
@@ -135,6 +137,18 @@ def test_upload_submit_and_a_failing_remote_run(workspace, lake_url, monkeypatch
     with pytest.raises(AirflowFailException, match="the driver was lost"):
         retry.execute(ctx2)  # already terminal: fails at once
     assert retry.run_id == run_id and len(workspace.runs) == 1
+
+    # Clearing the DAG run (Airflow counts it: clear_number 1) submits a new run (which fails its own way here,
+    # so no Spark runs); a retry of that try (a lost answer, a lost worker) reattaches to it: two runs in all.
+    workspace.fail_next_run = "the cleared run's own failure"
+    cleared_op, cleared_trigger = submit(entry, context(clear_number=1))
+    assert cleared_op.run_id != run_id and len(workspace.runs) == 2
+    tokens = [r["body"]["idempotency_token"] for r in workspace.requests if r["path"] == "/api/2.2/jobs/runs/submit"]
+    assert tokens[-1] == f"{DAG_ID}.{TASK_ID}.{DS}.1"
+    again, _ = submit(entry, context(clear_number=1))
+    assert again.run_id == cleared_op.run_id and len(workspace.runs) == 2
+    with pytest.raises(AirflowFailException, match="the cleared run's own failure"):
+        cleared_op.execute_complete(ctx, run_trigger(cleared_trigger))
 
 
 def test_existing_cluster_and_cancel_on_kill(workspace, lake_url, monkeypatch):

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import zipfile
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,8 @@ def test_upload_and_the_step_on_a_cluster(aws, lake_url, tmp_path):
 
 
 def test_emr_serverless_job(aws, lake_url, monkeypatch):
-    from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
-
     from movielens.compute import emr
+    from movielens.compute.emr import EmrServerlessDailyJobOperator
 
     server, bucket = aws
     client = server.client("emr-serverless")
@@ -100,16 +100,31 @@ def test_emr_serverless_job(aws, lake_url, monkeypatch):
     emr.check_serverless(uploaded)
     settings = config.load()
     code_url = uploaded["code_url"]
-    op = EmrServerlessStartJobOperator(
-        task_id="spark.emr_serverless_run",
-        application_id=uploaded["application_id"],
-        execution_role_arn=uploaded["execution_role_arn"],
-        job_driver=uploaded["job_driver"],
-        configuration_overrides=uploaded["configuration_overrides"],
-        name=f"movielens-daily-{DS}",
-        wait_for_completion=False,
-    )
-    job_run_id = op.execute({})
+
+    def operator():
+        return EmrServerlessDailyJobOperator(
+            task_id="spark.emr_serverless_run",
+            application_id=uploaded["application_id"],
+            execution_role_arn=uploaded["execution_role_arn"],
+            job_driver=uploaded["job_driver"],
+            configuration_overrides=uploaded["configuration_overrides"],
+            name=f"movielens-daily-{DS}",
+            wait_for_completion=False,
+        )
+
+    def context(clear_number: int) -> dict:
+        return {"ds": DS, "dag": SimpleNamespace(dag_id="movielens_daily"),
+                "dag_run": SimpleNamespace(clear_number=clear_number)}
+
+    op = operator()
+    job_run_id = op.execute(context(0))
+    # The client token is the run's (not the provider's random one per operator): a retry of the try sends the
+    # same one, so EMR Serverless returns the job run it started; a clear of the run sends a new one.
+    assert op.client_request_token == "movielens_daily.spark.emr_serverless_run.2026-11-20.0"
+    retry, cleared = operator(), operator()
+    retry.execute(context(0))
+    cleared.execute(context(1))
+    assert retry.client_request_token == op.client_request_token != cleared.client_request_token
     run = client.get_job_run(applicationId=app, jobRunId=job_run_id)["jobRun"]
     assert run["executionRole"] == role and run["name"] == f"movielens-daily-{DS}"
     assert run["jobDriver"]["sparkSubmit"] == {

@@ -3,10 +3,12 @@ file:// lake): no input makes a 5xx, and every answer matches the document."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 import schemathesis
-from hypothesis import settings
 from fastapi import Depends
+from hypothesis import settings
 
 from movielens.api import app as api_app
 from tests import servinglake
@@ -15,7 +17,7 @@ from tests.unit.test_api import file_put
 TOKEN = "property-test-token"
 
 
-def stand_in_login(credentials=Depends(api_app._bearer)) -> str:
+def stand_in_login(credentials: Annotated[object, Depends(api_app._bearer)]) -> str:
     """Airflow's token check (tested on the real API server) stood in for by one known token: a request
     without it still gets 401."""
     if credentials is None or credentials.credentials != TOKEN:

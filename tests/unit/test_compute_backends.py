@@ -47,13 +47,15 @@ def test_shipped_code_is_the_package_and_its_version_follows_content(tmp_path):
         JobCode.from_dir(tmp_path)
 
 
-def test_idempotency_token_is_per_dag_task_and_date_and_fits_databricks():
-    assert idempotency_token("movielens_daily", "spark_daily_databricks", "2026-11-20") == (
-        "movielens_daily.spark_daily_databricks.2026-11-20"
+def test_idempotency_token_is_per_dag_task_date_and_clear_and_fits_64_characters():
+    assert idempotency_token("movielens_daily", "spark.databricks_run", "2026-11-20") == (
+        "movielens_daily.spark.databricks_run.2026-11-20.0"
     )
+    assert idempotency_token("movielens_daily", "spark.databricks_run", "2026-11-20", 2).endswith(".2026-11-20.2")
     long = idempotency_token("d" * 60, "t" * 60, "2026-11-20")
     assert len(long) <= 64 and long == idempotency_token("d" * 60, "t" * 60, "2026-11-20")
     assert long != idempotency_token("d" * 60, "t" * 60, "2026-11-21")
+    assert long != idempotency_token("d" * 60, "t" * 60, "2026-11-20", 1)
 
 
 def test_the_daily_dag_runs_spark_in_one_group_that_branches_to_one_backend_and_joins():

@@ -13,9 +13,10 @@ import mimetypes
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path as LocalPath
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -69,7 +70,7 @@ class _VerifiedTokens:
 _verified = _VerifiedTokens()
 
 
-async def reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
+async def reader(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]):
     """Airflow's login, as the UI's: a bearer token (``POST /auth/token``) or the UI's session cookie; the user
     must be allowed to read ``movielens_daily``'s runs (a read-only user is)."""
     from airflow.api_fastapi.app import get_auth_manager
@@ -85,7 +86,7 @@ async def reader(request: Request, credentials: HTTPAuthorizationCredentials | N
     manager = get_auth_manager()
     try:
         user = await manager.get_user_from_token(token)
-    except Exception:  # expired, revoked, malformed or signed by someone else: all mean "log in again"
+    except Exception:  # noqa: BLE001 - expired, revoked, malformed, signed by another: all mean "log in again"
         raise _unauthorized("the token is invalid or expired: get a new one from POST /auth/token") from None
     if not manager.is_authorized_dag(method="GET", user=user, access_entity=DagAccessEntity.RUN,
                                      details=DagDetails(id=DAILY_DAG)):
@@ -243,7 +244,7 @@ async def _answer(store: Store, answer, reads_lake: bool = False):
     more than the query), in the thread pool when it reads the lake."""
     if store.source == "db" and not reads_lake:
         return answer()
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.concurrency import run_in_threadpool
 
     return await run_in_threadpool(answer)
 

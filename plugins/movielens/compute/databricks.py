@@ -9,7 +9,8 @@
    ``spark_python_task`` (``source: WORKSPACE``) with the arguments of
    :func:`movielens.compute.job_arguments` and the lake's Spark URL, on ``existing_cluster_id``
    (``MOVIELENS_DATABRICKS_CLUSTER_ID``) or a job cluster (``MOVIELENS_DATABRICKS_NEW_CLUSTER``), with an
-   ``idempotency_token`` of DAG, task and ``ds``: a retry gets the same run back instead of a second one.
+   ``idempotency_token`` of DAG, task, ``ds`` and the run's clear count: a retry gets the same run back instead
+   of a second one; a clear of the run submits a new one.
    The run page URL is logged (and pushed to XCom as ``run_page_url``); a failed run fails the task
    with the remote error and the run page URL; killing the task cancels the run (``runs/cancel``).
 """
@@ -23,7 +24,7 @@ from airflow.providers.databricks.operators.databricks import DatabricksSubmitRu
 
 from movielens import config
 from movielens.compute import job_arguments
-from movielens.compute.remote import JobCode, idempotency_token
+from movielens.compute.remote import JobCode, run_token
 from movielens.lake import Lake
 
 MKDIRS = ("POST", "2.0/workspace/mkdirs")
@@ -88,7 +89,7 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
         self.timeout_seconds = compute.databricks_timeout_s
         self.databricks_conn_id = compute.databricks_conn_id
         self.polling_period_seconds = compute.databricks_poll_s
-        self.idempotency_token = idempotency_token(context["dag"].dag_id, self.task_id, ds)
+        self.idempotency_token = run_token(context, self.task_id)
         self.__dict__.pop("_hook", None)  # built from the connection id above
         self.log.info(
             "submitting %s on %s (idempotency token %s): %s",
@@ -109,7 +110,8 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
             self.log.info("Databricks run %s succeeded: %s", event.get("run_id"), url)
             return {"run_id": event.get("run_id"), "run_page_url": url}
         errors = "; ".join(f"{e.get('task_key')}: {e.get('error')}" for e in event.get("errors") or [])
-        # Not retried: with the same idempotency token a retry would get this failed run back.
+        # Not retried: with the same idempotency token a retry would get this failed run back (a clear of the
+        # run submits a new one).
         raise AirflowFailException(
             f"Databricks run {event.get('run_id')} ended {state.life_cycle_state}/{state.result_state}: "
             f"{errors or state.state_message} (run page: {url})"

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 
 from movielens import config
 from movielens.compute import job_arguments
-from movielens.compute.remote import JobCode
+from movielens.compute.remote import JobCode, run_token
 from movielens.lake import Lake
 
 ZIP_NAME = "spark_jobs.zip"
@@ -106,6 +107,17 @@ def check_serverless(uploaded: dict) -> None:
     if missing:
         raise ValueError(f"MOVIELENS_COMPUTE=emr-serverless needs {' and '.join(missing)}")
 
+
+
+class EmrServerlessDailyJobOperator(EmrServerlessStartJobOperator):
+    """``EmrServerlessStartJobOperator`` with the run's idempotency token as its client token (the provider makes
+    a random one per operator): a retry of the task gets the job run its first try started, a clear a new one."""
+
+    def execute(self, context, event=None):
+        if event is None:  # the first call of a try (not the return from its deferral)
+            self.client_request_token = run_token(context, self.task_id)
+            self.log.info("EMR Serverless client token %s", self.client_request_token)
+        return super().execute(context, event)
 
 
 class EmrDailyStepSensor(EmrStepSensor):

@@ -65,12 +65,20 @@ class JobCode:
         return buffer.getvalue()
 
 
-def idempotency_token(dag_id: str, task_id: str, ds: str) -> str:
-    """One token per (DAG, task, date): a retry or a rerun of the date never starts a second run.
+def idempotency_token(dag_id: str, task_id: str, ds: str, clear_number: int = 0) -> str:
+    """One token per (DAG, task, date, clear of the run): a retry of the task gets the run its first try started
+    back (Databricks and EMR Serverless return the run a token already started), while clearing the run in
+    Airflow (which counts clears) submits a new one.
 
-    Databricks accepts at most 64 characters; longer names are hashed.
+    Both services accept at most 64 characters; longer tokens are hashed.
     """
-    token = f"{dag_id}.{task_id}.{ds}"
+    token = f"{dag_id}.{task_id}.{ds}.{clear_number}"
     if len(token) <= 64:
         return token
     return f"{ds}.{hashlib.sha256(token.encode()).hexdigest()[:53]}"
+
+
+def run_token(context, task_id: str) -> str:
+    """:func:`idempotency_token` of a task in its Airflow context (the DAG run's ``clear_number``)."""
+    clear_number = getattr(context.get("dag_run"), "clear_number", 0) or 0
+    return idempotency_token(context["dag"].dag_id, task_id, context["ds"], clear_number)

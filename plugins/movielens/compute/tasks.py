@@ -26,15 +26,16 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.emr import (
     EmrAddStepsOperator,
     EmrCreateJobFlowOperator,
-    EmrServerlessStartJobOperator,
     EmrTerminateJobFlowOperator,
 )
 from airflow.sdk import TaskGroup, task
 
 from movielens.compute.databricks import DatabricksSparkJobOperator
-from movielens.compute.emr import EmrDailyStepSensor
+from movielens.compute.emr import EmrDailyStepSensor, EmrServerlessDailyJobOperator
 from movielens.compute.local import LocalSparkJobOperator
 
+# Tasks whose AWS call takes no idempotency token (RunJobFlow, AddJobFlowSteps): never retried.
+NOT_RETRIED = ("emr_create_cluster", "emr_add_steps", "emr_add_steps_existing")
 # The first task of each backend's branch.
 ENTRY_TASKS = {"local": "local", "databricks": "databricks_upload", "emr": "emr_upload",
                "emr-serverless": "emr_serverless_upload"}
@@ -121,13 +122,16 @@ def spark_job(job: str = "daily.py", group_id: str = "spark") -> SparkJobTasks:
 
         emr_code = emr_upload(planned["spec"])
         cluster = emr_cluster(emr_code["cluster_id"])
+        # RunJobFlow and AddJobFlowSteps take no client token: a retry after a lost answer could start a second
+        # cluster or add the step twice, so these calls are never retried (a failure fails the run; clear it).
         create = EmrCreateJobFlowOperator(task_id="emr_create_cluster", job_flow_overrides=emr_code["job_flow"],
-                                          aws_conn_id=emr_code["aws_conn_id"], emr_conn_id="emr_default")
+                                          aws_conn_id=emr_code["aws_conn_id"], emr_conn_id="emr_default",
+                                          retries=0)
         # Steps on the cluster created for the run (its teardown always terminates it) or on the configured one.
         add_steps = EmrAddStepsOperator(task_id="emr_add_steps", job_flow_id=create.output, steps=emr_code["steps"],
-                                        aws_conn_id=emr_code["aws_conn_id"])
+                                        aws_conn_id=emr_code["aws_conn_id"], retries=0)
         add_steps_existing = EmrAddStepsOperator(task_id="emr_add_steps_existing", job_flow_id=emr_code["cluster_id"],
-                                                 steps=emr_code["steps"], aws_conn_id=emr_code["aws_conn_id"])
+                                                 steps=emr_code["steps"], aws_conn_id=emr_code["aws_conn_id"], retries=0)
         added = "(" + pull("emr_add_steps", "{key}") + " or " + pull("emr_add_steps_existing", "{key}") + ")"
         watch = EmrDailyStepSensor(task_id="emr_watch_step", job_flow_id="{{ " + added.format(key="job_flow_id") + " }}",
                                    step_id="{{ " + added.format(key="return_value") + "[0] }}",
@@ -139,7 +143,7 @@ def spark_job(job: str = "daily.py", group_id: str = "spark") -> SparkJobTasks:
         [add_steps, add_steps_existing] >> watch >> terminate.as_teardown(setups=create)
 
         serverless_code = emr_serverless_upload(planned["spec"])
-        serverless = EmrServerlessStartJobOperator(
+        serverless = EmrServerlessDailyJobOperator(
             task_id="emr_serverless_run",
             application_id=serverless_code["application_id"],
             execution_role_arn=serverless_code["execution_role_arn"],
