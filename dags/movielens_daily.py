@@ -30,7 +30,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from movielens.compute.tasks import spark_job
-from movielens.dag_defaults import MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, require_ds
+from movielens.dag_defaults import MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, require_ds, timeout
 from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 from movielens.trigger_form import model_params, source_params
@@ -48,6 +48,8 @@ from movielens.trigger_form import model_params, source_params
     tags=["movielens", "recommendations", "daily"],
     doc_md=__doc__,
     default_args=default_args(),
+    # A run past it fails (its tasks killed, the failure email sent); a later date's wait_for_earlier_runs then goes on.
+    dagrun_timeout=timeout("dagrun"),
     deadline=publish_deadline(),
     params={**source_params(), **model_params()},
 )

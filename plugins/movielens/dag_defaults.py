@@ -11,6 +11,34 @@ START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 MAX_ACTIVE_RUNS = 3
 
 
+#: Time limits (read when the DAG is parsed), each a variable of minutes or hours; see docs/configuration.md.
+#: A task's execution_timeout bounds one try's own work (a deferred wait has its own timeout: the landing sensor's
+#: MOVIELENS_WAIT_TIMEOUT_SECONDS, the remote runs' MOVIELENS_DATABRICKS_TIMEOUT / MOVIELENS_EMR_TIMEOUT).
+TIMEOUTS = {
+    # Any task but Spark: the slowest measured is routing a 25 M-row ratings file (~40 s, bench/RESULTS.md).
+    "task": ("MOVIELENS_TASK_TIMEOUT_MINUTES", 60.0, "minutes"),
+    # The local Spark job: ML-25M end to end took ~21 min here (bench/RESULTS.md); tiny data ~2 min.
+    "spark": ("MOVIELENS_SPARK_TIMEOUT_MINUTES", 240.0, "minutes"),
+    # A whole run: up to 6 h waiting for files, up to 24 h for the run of the date before, then the work.
+    "dagrun": ("MOVIELENS_DAGRUN_TIMEOUT_HOURS", 36.0, "hours"),
+}
+
+
+def timeout(kind: str) -> dt.timedelta:
+    """The time limit of ``kind`` (a key of :data:`TIMEOUTS`), from its variable or its default."""
+    import os
+
+    env, default, unit = TIMEOUTS[kind]
+    raw = os.environ.get(env, "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{env} must be a number of {unit}, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{env} must be more than 0 {unit}, got {raw!r}")
+    return dt.timedelta(**{unit: value})
+
+
 def default_args() -> dict:
     from movielens.notify import FailureEmail
 
@@ -18,6 +46,7 @@ def default_args() -> dict:
         "owner": "data-platform",
         "retries": 2,
         "retry_delay": dt.timedelta(seconds=30),
+        "execution_timeout": timeout("task"),
         "on_failure_callback": FailureEmail(),
     }
 

@@ -48,6 +48,7 @@ def test_dag_rules(dagbag, path):
     assert dag.catchup is False or dag.catchup is True, "catchup stated"
     assert dag.start_date is not None and dag.start_date.tzinfo is not None, "timezone-aware start_date"
     for task in dag.tasks:
+        assert task.execution_timeout is not None and task.execution_timeout.total_seconds() > 0, f"{task.task_id}: a timeout"
         if task.task_id.split(".")[-1] in NOT_RETRIED:  # calls with no idempotency token: a retry could do it twice
             assert task.retries == 0, f"{task.task_id}: not retried"
         else:
@@ -131,3 +132,19 @@ def test_the_similar_movies_form_requires_a_movie_id(dagbag):
     with pytest.raises(Exception, match="movie_id"):
         validated(movie_id=0)
     assert validated(movie_id=5) == {"movie_id": 5, "n": 20}
+
+
+def test_every_run_and_the_spark_job_have_a_time_limit_from_the_environment(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from movielens import dag_defaults
+
+    monkeypatch.setenv("MOVIELENS_SPARK_TIMEOUT_MINUTES", "90")
+    monkeypatch.setenv("MOVIELENS_DAGRUN_TIMEOUT_HOURS", "30")
+    daily = DagBag(dag_folder=str(DAGS / "movielens_daily.py")).dags["movielens_daily"]
+    assert daily.dagrun_timeout.total_seconds() == 30 * 3600
+    assert daily.task_dict["spark.local"].execution_timeout.total_seconds() == 90 * 60
+    assert daily.task_dict["land_files"].execution_timeout.total_seconds() == 60 * 60  # the default
+    monkeypatch.setenv("MOVIELENS_TASK_TIMEOUT_MINUTES", "soon")
+    with pytest.raises(ValueError, match="MOVIELENS_TASK_TIMEOUT_MINUTES must be a number of minutes, got 'soon'"):
+        dag_defaults.default_args()

@@ -33,6 +33,7 @@ from airflow.sdk import TaskGroup, task
 from movielens.compute.databricks import DatabricksSparkJobOperator
 from movielens.compute.emr import EmrDailyStepSensor, EmrServerlessDailyJobOperator
 from movielens.compute.local import LocalSparkJobOperator
+from movielens.dag_defaults import timeout
 
 # Tasks whose AWS call takes no idempotency token (RunJobFlow, AddJobFlowSteps): never retried.
 NOT_RETRIED = ("emr_create_cluster", "emr_add_steps", "emr_add_steps_existing")
@@ -114,7 +115,7 @@ def spark_job(job: str = "daily.py", group_id: str = "spark") -> SparkJobTasks:
         planned = plan()
         branch = choose_backend(planned["backend"])
 
-        local = LocalSparkJobOperator(task_id="local", job=job, job_spec=planned["spec"])
+        local = LocalSparkJobOperator(task_id="local", job=job, job_spec=planned["spec"], execution_timeout=timeout("spark"))
 
         code = databricks_upload()
         databricks = DatabricksSparkJobOperator(task_id="databricks_run", job=job, python_file=code,
