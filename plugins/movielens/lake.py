@@ -192,6 +192,9 @@ def _copy_stream(src: "ObjectStoragePath", dst: "ObjectStoragePath") -> FileDige
     return FileDigest(size, sha.hexdigest())
 
 
+PARTIAL_PREFIX = "."  # a file being copied into a zone of a file:// lake: hidden, never listed as a zone's file
+
+
 class Lake:
     """A lake rooted at a URL (``file://``, ``s3://bucket/prefix``, ``abfs://container/prefix``)."""
 
@@ -261,10 +264,12 @@ class Lake:
 
     # --- reading -----------------------------------------------------------------------------
     def files(self, zone: str, ds: str) -> list["ObjectStoragePath"]:
+        """The files of ``zone/ds=D/`` (a copy still being written, hidden, is not one of them)."""
         folder = self.zone(zone, ds)
         if not folder.exists():
             return []
-        return sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+        return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(PARTIAL_PREFIX)),
+                      key=lambda p: p.name)
 
     def landed_files(self, ds: str) -> list["ObjectStoragePath"]:
         """Every file in ``landing/ds=D/`` (any name: a file of unknown kind is routed to rejected)."""
@@ -337,10 +342,34 @@ class Lake:
         src = ObjectStoragePath(f"file://{local_file}")
         dst = self.zone(layout.LANDING, ds) / (name or src.name)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        copied = _copy_stream(src, dst)
-        if digest(dst) != copied:
-            raise RoutingError(f"landing copy of {local_file} to {dst} did not verify")
+        self.copy_complete(src, dst, f"landing copy of {local_file} to {self.uri(dst)}")
         return dst
+
+    def copy_complete(self, src: "ObjectStoragePath", dst: "ObjectStoragePath", what: str,
+                      expected: "FileDigest | None" = None) -> FileDigest:
+        """Copy ``src`` to ``dst`` so that ``dst`` is never a partial or unverified file: on a file:// lake the
+        copy goes to a hidden file beside ``dst``, is verified, then renamed into place (a failed copy, a full
+        disk included, leaves nothing); an object store shows an object only once its upload completes, and a
+        copy that does not verify is deleted. ``expected``: the digest ``src`` had before (a file that changed
+        while copied is refused). Raises :class:`RoutingError`; ``src`` is never touched."""
+        import os
+
+        target = dst.parent / f"{PARTIAL_PREFIX}{dst.name}.partial" if self.is_local else dst
+        try:
+            copied = _copy_stream(src, target)
+            if expected is not None and copied != expected:
+                raise RoutingError(f"{what}: the file changed while it was being copied; the original is kept")
+            if digest(target) != copied:
+                raise RoutingError(f"{what} did not verify; the original is kept")
+            if target is not dst:
+                os.replace(target.path, dst.path)
+        except BaseException as err:
+            if target.exists():
+                target.unlink()
+            if isinstance(err, OSError):
+                raise RoutingError(f"{what} failed ({err.strerror or err}); nothing was written, the original is kept") from err
+            raise
+        return copied
 
     # --- routing -----------------------------------------------------------------------------
     def route(
@@ -362,11 +391,7 @@ class Lake:
         destination = self.zone(zone, ds) / landed.name
         destination.parent.mkdir(parents=True, exist_ok=True)
         if not (destination.exists() and digest(destination) == source):
-            copied = _copy_stream(landed, destination)
-            if copied != source:
-                raise RoutingError(f"{landed.name} changed while it was being copied; landing kept")
-            if digest(destination) != source:
-                raise RoutingError(f"copy of {landed.name} to {destination} did not verify; landing kept")
+            self.copy_complete(landed, destination, f"copy of {landed.name} to {self.uri(destination)}", expected=source)
 
         details = details or {}
         record = RoutingRecord(

@@ -78,8 +78,11 @@ def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
             "failures": [
                 {
                     "check": "file_kind",
-                    "message": f"cannot tell the file's kind from its name {name!r}: expected a .csv "
-                    f"whose name starts with one of {', '.join(layout.FILE_KINDS)}",
+                    "message": (f"{name!r} is a compressed file ({name.rsplit('.', 1)[-1]}): land the "
+                                f"uncompressed .csv (MovieLens files are plain CSV)"
+                                if name.lower().endswith(layout.COMPRESSED_SUFFIXES) else
+                                f"cannot tell the file's kind from its name {name!r}: expected a .csv "
+                                f"whose name starts with one of {', '.join(layout.FILE_KINDS)}"),
                     "examples": [],
                 }
             ],

@@ -30,15 +30,17 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 def missing_kinds(ds: str, kinds: list[str]) -> list[str]:
-    """The kinds with no file in landing for ``ds`` and none routed for ``ds`` yet."""
+    """The kinds with no file in landing for ``ds`` and none routed for ``ds`` yet. A file whose name claims a
+    kind counts even when it cannot be read as one (``ratings.csv.gz``): routing rejects it with the reason at
+    once, rather than the run waiting its whole timeout beside it."""
     from movielens import config
     from movielens.lake import Lake
     from spark_jobs.common import layout
 
     lake = Lake.from_settings(config.load())
-    present = {layout.file_kind(p.name) for p in lake.landed_files(ds)}
+    present = {layout.claimed_kind(p.name) for p in lake.landed_files(ds)}
     for zone in (layout.VALIDATED, layout.REJECTED):
-        present |= {layout.file_kind(p.name) for p in lake.files(zone, ds)}
+        present |= {layout.claimed_kind(p.name) for p in lake.files(zone, ds)}
     return [kind for kind in kinds if kind not in present]
 
 

@@ -82,15 +82,19 @@ def served_date(listed: list[str], published, before: str | None = None) -> str 
     return None
 
 
-def file_kind(file_name: str) -> str | None:
-    """The kind of a landed file from its name (``ratings_2024.csv`` -> ``ratings``), or None."""
+COMPRESSED_SUFFIXES = (".gz", ".zip", ".bz2", ".xz", ".zst")
+
+
+def claimed_kind(file_name: str) -> str | None:
+    """The kind a file's name claims, whatever its extension (``ratings.csv.gz`` -> ``ratings``), or None."""
     base = file_name.rsplit("/", 1)[-1].lower()
-    if not base.endswith(".csv"):
-        return None
-    for kind in FILE_KINDS:
-        if base.startswith(kind):
-            return kind
-    return None
+    return next((kind for kind in FILE_KINDS if base.startswith(kind)), None)
+
+
+def file_kind(file_name: str) -> str | None:
+    """The kind of a landed file from its name (``ratings_2024.csv`` -> ``ratings``), or None: a readable
+    MovieLens file is a ``.csv`` whose name starts with its kind."""
+    return claimed_kind(file_name) if file_name.lower().endswith(".csv") else None
 
 
 def report_name(file_name: str) -> str:

@@ -155,6 +155,39 @@ def test_copy_that_does_not_verify_keeps_landing(lake_url, monkeypatch):
     assert not lake.record_path(DS, "movies.csv").exists()
 
 
+def test_a_full_disk_leaves_no_partial_file_in_any_zone(lake_url, tmp_path, monkeypatch):
+    """The copy stops with ENOSPC half-way (the disk filled up): neither validated/ nor landing gets a partial
+    file, the landed original stays whole, and a later copy (space freed) routes it."""
+    import errno
+
+    import movielens.lake as lake_module
+
+    lake = Lake(lake_url)
+    content = b"userId,movieId,rating,timestamp\n" + b"1,1,4.0,964982703\n" * 50_000
+    landed = land(lake, "ratings.csv", content)
+    real_copy = lake_module._copy_stream
+
+    def full_disk_copy(src, dst):
+        with src.open("rb") as reader, dst.open("wb") as writer:
+            writer.write(reader.read(len(content) // 2))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lake_module, "_copy_stream", full_disk_copy)
+    with pytest.raises(RoutingError, match="No space left on device.*nothing was written, the original is kept"):
+        lake.route(landed, DS, passed=True, run_id="r1", kind="ratings")
+    assert every_file(tmp_path / "lake") == ["landing/ds=2026-11-20/ratings.csv"]
+    assert landed.read_bytes() == content and lake.files("validated", DS) == []
+    source = tmp_path / "ratings.csv"
+    source.write_bytes(content)
+    with pytest.raises(RoutingError, match="landing copy of .* failed"):
+        lake.land_bytes_from(source, "2026-11-21")
+    assert lake.files("landing", "2026-11-21") == []
+
+    monkeypatch.setattr(lake_module, "_copy_stream", real_copy)
+    record = lake.route(landed, DS, passed=True, run_id="r2", kind="ratings")
+    assert record.bytes == len(content) and (tmp_path / "lake" / "validated" / f"ds={DS}" / "ratings.csv").read_bytes() == content
+
+
 def test_spark_and_lake_urls_translate_both_ways():
     from movielens.lake import lake_url_from_spark, spark_url
 

@@ -36,6 +36,30 @@ def test_a_kind_is_there_when_landed_or_already_routed(lake_url):
     assert sensors.missing_kinds("2026-11-21", ["ratings"]) == ["ratings"], "another date's files do not count"
 
 
+def test_a_compressed_file_is_landed_and_rejected_at_once_not_waited_on(lake_url, tmp_path):
+    """ratings.csv.gz: land_folder lands it, the wait ends (its name claims the kind), routing rejects it saying
+    why, and a half-written copy of another file (hidden) never counts as landed."""
+    import gzip
+
+    from movielens import config, pipeline
+    from movielens.ingest import landing
+    from movielens.lake import Lake
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "ratings.csv.gz").write_bytes(gzip.compress(b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"))
+    (source / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    (source / "genome-tags.csv").write_text("tagId,tag\n1,funny\n")
+    lake = Lake.from_settings(config.load())
+    assert landing.land_folder(lake, source, DS) == ["movies.csv", "ratings.csv.gz"]
+    _put(lake_url, "landing", ".tags.csv.partial")
+    assert sensors.missing_kinds(DS, ["ratings", "movies", "tags"]) == ["tags"]
+    record = pipeline.process_landed_file(DS, "manual__1", "ratings.csv.gz")
+    assert record["zone"] == "rejected" and not record["passed"]
+    assert record["failures"][0]["message"] == ("'ratings.csv.gz' is a compressed file (gz): land the uncompressed "
+                                                ".csv (MovieLens files are plain CSV)")
+
+
 def test_trigger_times_out_with_what_is_missing_then_fires_once_files_land(lake_url):
     past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).isoformat()
     events = _events(sensors.LandedFilesTrigger(DS, ["ratings"], 0.01, past))

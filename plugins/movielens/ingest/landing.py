@@ -102,17 +102,19 @@ def resolve_source(settings: config.Settings, mode: str, ds: str) -> tuple[Path 
 
 
 def land_folder(lake: Lake, folder: Path, ds: str) -> list[str]:
-    """Copy the MovieLens CSVs of ``folder`` (ratings*, movies*, tags*, links*) byte-for-byte into
-    ``landing/ds=D/``; returns the names. Other CSVs (ml-25m's genome-*.csv, 400 MB) are not landed,
-    and the log says so."""
+    """Copy the MovieLens files of ``folder`` (ratings*, movies*, tags*, links*) byte-for-byte into
+    ``landing/ds=D/``; returns the names. A file named as one of them but not a plain .csv (``ratings.csv.gz``)
+    is landed too, so that routing rejects it saying why. Other CSVs (ml-25m's genome-*.csv, 400 MB) are not
+    landed, and the log says so."""
     names, skipped = [], []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() == ".csv":
-            if layout.file_kind(path.name) is None:
-                skipped.append(path.name)
-                continue
+        if not path.is_file():
+            continue
+        if layout.claimed_kind(path.name):
             lake.land_bytes_from(path, ds)
             names.append(path.name)
+        elif path.name.lower().endswith((".csv", *layout.COMPRESSED_SUFFIXES)):
+            skipped.append(path.name)
     if skipped:
         log.warning("not landed (not a ratings/movies/tags/links file): %s", ", ".join(skipped))
     if not names:
