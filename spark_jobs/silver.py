@@ -51,10 +51,19 @@ def latest_movies(bronze_movies: DataFrame) -> DataFrame:
 
 
 def movie_features(movies: DataFrame) -> DataFrame:
-    """Year from the title's trailing ``(YYYY)`` (null when absent), genre array and one-hot genres."""
-    genre_list = F.when(F.col("genres") == layout.NO_GENRES, F.array().cast("array<string>")).otherwise(
-        F.split(F.col("genres"), r"\|")
-    )
+    """Year from the title's trailing ``(YYYY)`` (null when absent), genre array and one-hot genres; the older
+    releases' genre names are normalised (``layout.LEGACY_GENRES``: Children's -> Children, unknown dropped)."""
+    renames = {legacy: current for legacy, current in layout.LEGACY_GENRES.items() if current is not None}
+    dropped = [layout.NO_GENRES, *(legacy for legacy, current in layout.LEGACY_GENRES.items() if current is None)]
+
+    def current_name(genre):
+        name = genre
+        for legacy, current in renames.items():
+            name = F.when(genre == legacy, current).otherwise(name)
+        return name
+
+    renamed = F.transform(F.split(F.col("genres"), r"\|"), current_name)
+    genre_list = F.array_distinct(F.filter(renamed, lambda genre: ~genre.isin(dropped)))
     year = F.regexp_extract(F.trim(F.col("title")), r"\((\d{4})\)$", 1)
     df = movies.select(
         "movieId",

@@ -141,3 +141,6 @@ GENRES = (
     "Thriller", "War", "Western",
 )
 NO_GENRES = "(no genres listed)"
+# The older releases' genre names (ml-100k, ml-1m, ml-10m) as another tool may have written them into a CSV:
+# accepted by validation, normalised in silver (None: not a genre, dropped).
+LEGACY_GENRES = {"Children's": "Children", "unknown": None}

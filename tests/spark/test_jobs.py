@@ -31,6 +31,18 @@ def test_movie_features_parse_year_and_genres(spark):
     assert got[3]["year"] == 1950 and got[3]["genre_Film_Noir"] == 1
 
 
+def test_the_older_releases_genre_names_are_normalised(spark):
+    """ml-100k/ml-1m/ml-10m names in a CSV another tool wrote: Children's is Children, unknown is no genre."""
+    movies = spark.createDataFrame(
+        [(1, "Toy Story (1995)", "Animation|Children's|Comedy"), (2, "Lost (1996)", "unknown"),
+         (3, "Both (1997)", "Children's|Children|unknown|Drama")],
+        "movieId int, title string, genres string",
+    )
+    got = {r["movieId"]: r for r in silver.movie_features(movies).collect()}
+    assert got[1]["genre_list"] == ["Animation", "Children", "Comedy"] and got[1]["genre_Children"] == 1
+    assert got[2]["genre_list"] == [] and got[3]["genre_list"] == ["Children", "Drama"]
+
+
 def test_bayesian_average_shrinks_small_counts(spark):
     ratings = spark.createDataFrame(
         [(u, 1, 5.0) for u in range(1, 3)] + [(u, 2, 3.0) for u in range(1, 21)], "userId int, movieId int, rating double"
