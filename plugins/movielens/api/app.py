@@ -148,6 +148,17 @@ class Store:
         else:
             self._pool.put(conn)
 
+    def served(self, find, item_id: int, n: int) -> dict[str, Any]:
+        """``find`` (a lookup of :mod:`movielens.serving.lookup`) of one id on a pooled connection; nothing served
+        for it is a 404 saying why."""
+        from movielens.serving import ServingError
+
+        try:
+            with self.connection() as conn:
+                return find(item_id, n, self.source, conn=conn)
+        except ServingError as err:
+            raise HTTPException(404, str(err)) from None
+
     def catalogue(self) -> dict[int, dict[str, Any]]:
         """movieId -> movie (id, title, year, genres) of the lake's latest silver movies. Past its TTL one request
         reloads it while the others answer from the copy they have (only the first load waits)."""
@@ -250,7 +261,7 @@ async def _answer(store: Store, answer, reads_lake: bool = False):
 
 
 def _router() -> APIRouter:
-    from movielens.serving import ServingError, lookup
+    from movielens.serving import lookup
 
     router = APIRouter(prefix=API, dependencies=[Depends(reader), Depends(known_query)], responses={
         401: {"model": schemas.Problem, "description": "No token, or an invalid or expired one"},
@@ -265,11 +276,7 @@ def _router() -> APIRouter:
                               explain: Annotated[bool, Query(description="Add the rated movie each pick is most "
                                                                          "similar to")] = False):
         def answer() -> dict[str, Any]:
-            try:
-                with store.connection() as conn:
-                    found = lookup.lookup_recommendations(user_id, n, store.source, conn=conn)
-            except ServingError as err:
-                raise HTTPException(404, str(err)) from None
+            found = store.served(lookup.lookup_recommendations, user_id, n)
             because = _because(store, user_id, [r["movie_id"] for r in found["rows"]]) if explain else {}
             return {"user_id": user_id, "model_ds": found["model_ds"], "source": found["source"],
                     "fallback": found["fallback"],
@@ -282,11 +289,7 @@ def _router() -> APIRouter:
                 summary="The movies most similar to a movie, from the served lists")
     async def similar(store: StoreDep, movie_id: MovieId, n: HowMany = 10):
         def answer() -> dict[str, Any]:
-            try:
-                with store.connection() as conn:
-                    found = lookup.lookup_similar(movie_id, n, store.source, conn=conn)
-            except ServingError as err:
-                raise HTTPException(404, str(err)) from None
+            found = store.served(lookup.lookup_similar, movie_id, n)
             return {"movie": store.movie(movie_id, found["rows"][0]["title"]), "model_ds": found["model_ds"],
                     "source": found["source"],
                     "items": [{**store.movie(r["similar_movie_id"], r["similar_title"]), "rank": r["rank"],

@@ -38,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from spark_jobs.common import layout
+
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 DEFAULT_RELEASE = "ml-latest-small"
-NO_GENRES = "(no genres listed)"
+NO_GENRES = layout.NO_GENRES
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,8 @@ ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
-# Old names to the ml-latest ones; "unknown" means no genre.
-_GENRE_NAMES = {"Children's": "Children", "unknown": None, "(no genres listed)": None}
+# Old names to the ml-latest ones (the mapping silver applies too); "unknown" means no genre.
+_GENRE_NAMES = {**layout.LEGACY_GENRES, NO_GENRES: None}
 
 
 def _genres(names: list[str]) -> str:
