@@ -22,6 +22,7 @@ One stack and one lake serve the module, in the order a team meets them:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -399,6 +400,29 @@ def test_backfill_processes_each_dates_files_in_order_reusing_the_tuning_and_rep
         assert subjects.count(f"[movielens] {DAILY} {ds}: 4 files validated, 0 rejected") == 2, subjects
 
 
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path, height: int):
+    """A page of a headless Chromium (Debian's, driven by Playwright) and the list of the test's steps: when a
+    step fails, a screenshot of the page and the step's name are printed."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        steps = ["start"]
+        try:
+            yield page, steps
+        except BaseException:
+            shot = tmp_path / "ui-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"UI step failed: {steps[-1]}; screenshot: {shot}; page: {page.url}")
+            raise
+        finally:
+            browser.close()
+
+
 def log_in(page, stack: local_airflow.AirflowStack, user: str, password: str) -> None:
     page.goto(f"{stack.base_url}/dags")
     page.wait_for_url("**/auth/login**")
@@ -408,10 +432,8 @@ def log_in(page, stack: local_airflow.AirflowStack, user: str, password: str) ->
 
 
 def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployment, daily_run, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
     assert daily_run["state"] == "success", "the similar movies come from the daily run's gold table"
     stack = deployment.stack
     model_ds = deployment.latest_ds()
@@ -419,56 +441,45 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
     movie = top["movieId"]
     base = stack.base_url
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        step = "start"
-        try:
-            step = "the UI sends a visitor to the login page"
-            log_in(page, stack, stack.user, stack.password)
+    with chromium_page(tmp_path, height=1000) as (page, steps):
+        steps.append("the UI sends a visitor to the login page")
+        log_in(page, stack, stack.user, stack.password)
 
-            step = "the DAG list"
-            page.wait_for_url(f"{base}/dags")
-            for dag_id in (DAILY, SIMILAR):
-                expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible(timeout=30_000)
+        steps.append("the DAG list")
+        page.wait_for_url(f"{base}/dags")
+        for dag_id in (DAILY, SIMILAR):
+            expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible(timeout=30_000)
 
-            step = "the trigger form"
-            page.get_by_role("link", name=SIMILAR, exact=True).click()
-            page.wait_for_url(f"{base}/dags/{SIMILAR}**")
-            trigger = page.get_by_test_id("trigger-dag-button")
-            expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
-            trigger.click()
-            form = page.get_by_role("dialog")
-            expect(form.get_by_text(f"Unpause {SIMILAR} on trigger")).to_be_visible()
-            form.get_by_label("Movie id").fill(str(movie))
-            form.get_by_label("How many").fill("5")
-            form.get_by_test_id("trigger-dag-submit").click()
-            page.wait_for_url(f"{base}/dags/{SIMILAR}/runs/**")
-            run_id = unquote(page.url.split("/runs/", 1)[1].split("/")[0])
+        steps.append("the trigger form")
+        page.get_by_role("link", name=SIMILAR, exact=True).click()
+        page.wait_for_url(f"{base}/dags/{SIMILAR}**")
+        trigger = page.get_by_test_id("trigger-dag-button")
+        expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
+        trigger.click()
+        form = page.get_by_role("dialog")
+        expect(form.get_by_text(f"Unpause {SIMILAR} on trigger")).to_be_visible()
+        form.get_by_label("Movie id").fill(str(movie))
+        form.get_by_label("How many").fill("5")
+        form.get_by_test_id("trigger-dag-submit").click()
+        page.wait_for_url(f"{base}/dags/{SIMILAR}/runs/**")
+        run_id = unquote(page.url.split("/runs/", 1)[1].split("/")[0])
 
-            step = "the run succeeds, as the UI shows it"
-            run = stack.wait_for_run(SIMILAR, run_id, timeout=300)
-            assert run["state"] == "success", deployment.explain(SIMILAR, run_id)
-            assert run["conf"] == {"movie_id": movie, "n": 5}
-            page.reload()
-            expect(page.get_by_text("Success").first).to_be_visible(timeout=30_000)
+        steps.append("the run succeeds, as the UI shows it")
+        run = stack.wait_for_run(SIMILAR, run_id, timeout=300)
+        assert run["state"] == "success", deployment.explain(SIMILAR, run_id)
+        assert run["conf"] == {"movie_id": movie, "n": 5}
+        page.reload()
+        expect(page.get_by_text("Success").first).to_be_visible(timeout=30_000)
 
-            step = "the answer in the task log"
-            ds = run["logical_date"][:10]
-            answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
-            assert answer["id"] == movie and answer["model_ds"] == model_ds
-            rows = answer["rows"]
-            assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and {r["title"] for r in rows} == {top["title"]}
-            assert movie not in [r["similar_movie_id"] for r in rows] and all(r["similar_title"] for r in rows)
-            page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
-            expect(page.get_by_text(answer["rows"][0]["similar_title"]).first).to_be_visible(timeout=60_000)
-        except BaseException:
-            shot = tmp_path / "ui-failure.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"UI step failed: {step}; screenshot: {shot}; page: {page.url}")
-            raise
-        finally:
-            browser.close()
+        steps.append("the answer in the task log")
+        ds = run["logical_date"][:10]
+        answer = json.loads((deployment.lake / layout.REPORTS / f"ds={ds}" / "similar_movies" / f"movie_{movie}.json").read_text())
+        assert answer["id"] == movie and answer["model_ds"] == model_ds
+        rows = answer["rows"]
+        assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and {r["title"] for r in rows} == {top["title"]}
+        assert movie not in [r["similar_movie_id"] for r in rows] and all(r["similar_title"] for r in rows)
+        page.goto(f"{page.url.rstrip('/')}/tasks/find_similar_movies")
+        expect(page.get_by_text(answer["rows"][0]["similar_title"]).first).to_be_visible(timeout=60_000)
 
 
 def test_similar_movies_of_a_movie_the_model_does_not_know_fail_saying_so(deployment, daily_run):
@@ -560,10 +571,8 @@ def test_the_movielens_pages_in_the_ui_show_the_apis_lists(deployment, daily_run
     in Chromium: the same lists as the API. MOVIELENS_SCREENSHOTS=DIR keeps the pages' screenshots (docs/img)."""
     import os
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed: run `make install` (apt-get install chromium)")
     assert daily_run["state"] == "success", "the pages show what the daily run published"
     stack = deployment.stack
     recs = stack.request("GET", f"{API}/users/1/recommendations?n=10&explain=true", user=stack.reader)["items"]
@@ -575,63 +584,52 @@ def test_the_movielens_pages_in_the_ui_show_the_apis_lists(deployment, daily_run
         rows = table.locator("tbody tr")
         return [rows.nth(i).locator("td").nth(index).inner_text() for i in range(rows.count())]
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        step = "start"
-        try:
-            step = "log in as the read-only user"
-            log_in(page, stack, stack.reader, stack.reader_password)
-            page.wait_for_url(f"{stack.base_url}/dags")
+    with chromium_page(tmp_path, height=900) as (page, steps):
+        steps.append("log in as the read-only user")
+        log_in(page, stack, stack.reader, stack.reader_password)
+        page.wait_for_url(f"{stack.base_url}/dags")
 
-            step = "Browse > Recommendations: user 1's list, with the reason of each pick"
-            page.get_by_role("button", name="Browse").click()
-            page.get_by_role("menuitem", name="Recommendations").click()
-            page.wait_for_url("**/plugin/movielens-recommendations**")
-            frame = page.frame_locator("iframe")
-            frame.get_by_label("User id").fill("1")
-            frame.get_by_role("button", name="Look up").click()
-            table = frame.get_by_test_id("recommendations")
-            expect(table.locator("tbody tr")).to_have_count(len(recs), timeout=30_000)
-            assert column(table, 1) == [r["title"] for r in recs]
-            assert column(table, 3) == [", ".join(r["genres"]) for r in recs]
-            assert column(table, 5) == [f"because you rated {r['because']['title']} (similarity {r['because']['similarity']:.2f})"
-                                        if r["because"] else "" for r in recs]
-            page.screenshot(path=str(shots / "ui-recommendations.png"))
+        steps.append("Browse > Recommendations: user 1's list, with the reason of each pick")
+        page.get_by_role("button", name="Browse").click()
+        page.get_by_role("menuitem", name="Recommendations").click()
+        page.wait_for_url("**/plugin/movielens-recommendations**")
+        frame = page.frame_locator("iframe")
+        frame.get_by_label("User id").fill("1")
+        frame.get_by_role("button", name="Look up").click()
+        table = frame.get_by_test_id("recommendations")
+        expect(table.locator("tbody tr")).to_have_count(len(recs), timeout=30_000)
+        assert column(table, 1) == [r["title"] for r in recs]
+        assert column(table, 3) == [", ".join(r["genres"]) for r in recs]
+        assert column(table, 5) == [f"because you rated {r['because']['title']} (similarity {r['because']['similarity']:.2f})"
+                                    if r["because"] else "" for r in recs]
+        page.screenshot(path=str(shots / "ui-recommendations.png"))
 
-            step = "Browse > Similar movies: search by title, then the movie's list"
-            page.get_by_role("button", name="Browse").click()
-            page.get_by_role("menuitem", name="Similar movies").click()
-            frame = page.frame_locator("iframe")
-            frame.get_by_label("Title contains").fill(recs[0]["title"])
-            frame.get_by_role("button", name="Search").click()
-            found = frame.get_by_test_id("search")
-            expect(found).to_be_visible(timeout=30_000)
-            found.locator("tbody tr").filter(has_text=recs[0]["title"]).first.get_by_role("button", name="Similar").click()
-            table = frame.get_by_test_id("similar")
-            expect(table.locator("tbody tr")).to_have_count(len(like), timeout=30_000)
-            assert column(table, 1) == [r["title"] for r in like]
-            page.screenshot(path=str(shots / "ui-similar-movies.png"))
+        steps.append("Browse > Similar movies: search by title, then the movie's list")
+        page.get_by_role("button", name="Browse").click()
+        page.get_by_role("menuitem", name="Similar movies").click()
+        frame = page.frame_locator("iframe")
+        frame.get_by_label("Title contains").fill(recs[0]["title"])
+        frame.get_by_role("button", name="Search").click()
+        found = frame.get_by_test_id("search")
+        expect(found).to_be_visible(timeout=30_000)
+        found.locator("tbody tr").filter(has_text=recs[0]["title"]).first.get_by_role("button", name="Similar").click()
+        table = frame.get_by_test_id("similar")
+        expect(table.locator("tbody tr")).to_have_count(len(like), timeout=30_000)
+        assert column(table, 1) == [r["title"] for r in like]
+        page.screenshot(path=str(shots / "ui-similar-movies.png"))
 
-            step = "Browse > Runs: every date with its gate decision and links, and the trend"
-            page.get_by_role("button", name="Browse").click()
-            page.get_by_role("menuitem", name="Runs").click()
-            frame = page.frame_locator("iframe")
-            runs = frame.get_by_test_id("runs")
-            expect(runs).to_be_visible(timeout=30_000)
-            expect(frame.get_by_test_id("trend")).to_be_visible()
-            assert DS in column(runs, 0) and "published" in column(runs, 2)
-            page.screenshot(path=str(shots / "ui-runs.png"))
+        steps.append("Browse > Runs: every date with its gate decision and links, and the trend")
+        page.get_by_role("button", name="Browse").click()
+        page.get_by_role("menuitem", name="Runs").click()
+        frame = page.frame_locator("iframe")
+        runs = frame.get_by_test_id("runs")
+        expect(runs).to_be_visible(timeout=30_000)
+        expect(frame.get_by_test_id("trend")).to_be_visible()
+        assert DS in column(runs, 0) and "published" in column(runs, 2)
+        page.screenshot(path=str(shots / "ui-runs.png"))
 
-            step = "the MovieLens tab of the REST run's page selects its date"
-            page.goto(f"{stack.base_url}/dags/{DAILY}/runs/{quote(daily_run['dag_run_id'], safe='')}")
-            page.get_by_text("MovieLens run", exact=True).click()
-            selected = page.frame_locator("iframe").locator("tr[data-selected=true] td").first
-            expect(selected).to_have_text(DS, timeout=30_000)
-        except BaseException:
-            shot = tmp_path / "ui-failure.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"UI step failed: {step}; screenshot: {shot}; page: {page.url}")
-            raise
-        finally:
-            browser.close()
+        steps.append("the MovieLens tab of the REST run's page selects its date")
+        page.goto(f"{stack.base_url}/dags/{DAILY}/runs/{quote(daily_run['dag_run_id'], safe='')}")
+        page.get_by_text("MovieLens run", exact=True).click()
+        selected = page.frame_locator("iframe").locator("tr[data-selected=true] td").first
+        expect(selected).to_have_text(DS, timeout=30_000)
