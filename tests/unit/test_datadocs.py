@@ -7,6 +7,7 @@ Small CSVs in tmp_path are validated with validate_file; the docs are built from
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import re
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from movielens.validation import validate_file
-from movielens.validation.datadocs import build_data_docs, copy_tree, docs_record, validation_page
+from movielens.validation.datadocs import (
+    ASSETS_DIR, VENDOR, build_data_docs, bundle_assets, copy_tree, docs_record, validation_page,
+)
 
 DS = "2024-06-30"
 RUN_DATE = dt.date.fromisoformat(DS)
@@ -99,7 +102,59 @@ def test_index_and_one_page_per_file(run):
         assert page.relative_to(run["out"]).as_posix().replace("=", "%3D") in raw  # linked from the index
     assert (run["out"] / "expectations" / "movielens_ratings.html").is_file()
     # Only the static assets the pages use are kept (GX copies 4 MB of images).
-    assert sum(p.stat().st_size for p in (run["out"] / "static").rglob("*") if p.is_file()) < 100_000
+    gx_static = [p for p in (run["out"] / "static").rglob("*") if p.is_file() and VENDOR not in p.as_posix()]
+    assert gx_static and sum(p.stat().st_size for p in gx_static) < 100_000
+
+
+def test_every_asset_of_every_page_is_in_the_site(run):
+    """No page loads a script, stylesheet, image or font from the internet; each one it names is there."""
+    out = run["out"]
+    manifest = {e["file"]: e["sha256"] for e in json.loads((ASSETS_DIR / "manifest.json").read_text())["files"]}
+    pages = sorted(out.rglob("*.html"))
+    assert len(pages) == len(run["records"]) + 3  # a page per file, two suites, the index
+    for page in pages:
+        tags = re.findall(r"<(?:script|link|img)\b[^>]*>", page.read_text(encoding="utf-8"))
+        refs = [m for t in tags for m in re.findall(r'(?:src|href)="([^"]+)"', t)]
+        assert len(refs) >= 13, (page, refs)  # GX's 12 scripts and stylesheets, the logo, the icon
+        assert [r for r in refs if "//" in r or "integrity" in r] == [], page
+        for ref in refs:
+            assert (page.parent / ref).resolve().is_file(), (page, ref)
+    vendored = sorted(p.relative_to(out / VENDOR).as_posix() for p in (out / VENDOR).rglob("*") if p.is_file())
+    assert vendored == sorted(manifest)  # the fonts too: Font Awesome's stylesheet loads them
+    for file in vendored:
+        assert hashlib.sha256((out / VENDOR / file).read_bytes()).hexdigest() == manifest[file], file
+
+
+def test_the_index_lists_the_files_with_no_internet(run, tmp_path):
+    """The index's table is built by bootstrap-table in the browser: Chromium, with every request that leaves
+    the site refused, shows a row per file and the pass/fail icons drawn from the bundled font."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is not installed: run `make install` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_page()
+            outside, errors = [], []
+            page.route(re.compile(r"^(?!file:)"), lambda route: (outside.append(route.request.url), route.abort()))
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(run["index"].as_uri())
+            rows = page.locator("tbody tr").filter(has_text=f"ds={DS}")  # the validations tab (not the suites)
+            rows.first.wait_for(timeout=10_000)
+            assert sorted(rows.nth(i).locator("td").nth(3).inner_text() for i in range(rows.count())) == sorted(run["records"])
+            assert page.locator(".fa-times").count() == 2 and page.locator(".fa-check-circle").count() == 2
+            assert page.evaluate("[...document.fonts].some(f => f.family.includes('Font Awesome') && f.status == 'loaded')")
+            assert outside == [] and errors == []
+        finally:
+            browser.close()
+
+
+def test_a_page_that_would_load_an_unknown_asset_is_refused(tmp_path):
+    (tmp_path / "index.html").write_text('<html><script src="https://cdn.example.test/new.js"></script></html>')
+    with pytest.raises(RuntimeError, match=r"index.html would load from the internet: .*cdn\.example\.test/new\.js"):
+        bundle_assets(tmp_path)
 
 
 def test_failed_expectation_shows_full_file_counts_and_examples(run):

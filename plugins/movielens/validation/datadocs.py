@@ -16,7 +16,10 @@ filesystem site store in ``out_dir``):
   (:func:`validation_page`): the full-file counts of every expectation (element_count,
   unexpected_count, unexpected_percent, sampled unexpected values with their file lines);
 - ``expectations/<suite>.html``: the suites of ``expectations/<kind>.json``;
-- ``static/``: the few assets the pages use (GX ships 4 MB of images; the unused ones are dropped).
+- ``static/``: the few assets the pages use (GX ships 4 MB of images; the unused ones are dropped), and
+  ``static/vendor/``: the scripts, stylesheets and fonts GX's pages load from CDNs (jQuery, Bootstrap,
+  bootstrap-table, Font Awesome, ...), bundled from ``datadocs_assets/`` (:func:`bundle_assets`), so the
+  index's list and the pages' icons work with no internet (about 1 MB per date).
 
 A file rejected before any expectation ran (``empty_file``, ``binary``, ``not_utf8``, ...) still gets
 its page: its failures are failed table-level results (an exception saying which file-level check
@@ -36,6 +39,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import shutil
 import threading
 from collections import Counter
@@ -58,6 +63,15 @@ _TABLE_TYPES = ("expect_table_columns_to_match_ordered_list", "expect_table_row_
 _COLUMNS_TYPE = "expect_table_columns_to_match_ordered_list"
 _ROWS_TYPE = "expect_table_row_count_to_be_between"
 _BUILD_LOCK = threading.Lock()
+#: The CDN assets of GX's pages, vendored (``tools/vendor_datadocs_assets.py`` wrote them and the manifest).
+ASSETS_DIR = Path(__file__).with_name("datadocs_assets")
+VENDOR = "static/vendor"
+#: Where GX's navbar takes its logo from; GX copies the same image into the site.
+GX_LOGO = re.compile(r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/(logo-long\.png)\?[^\"']*")
+_STATIC_REF = re.compile(r'\b(src|href)="(?:\./|(?:\.\./)+)static/')
+_ASSET_TAG = re.compile(r"<(script|link|img)\b[^>]*>", re.I)
+_REMOTE_REF = re.compile(r"""\b(?:src|href)\s*=\s*["'](https?:)?//""", re.I)
+_VEGA = re.compile(r"<script\b[^>]*src=\"https://cdn\.jsdelivr\.net/npm/vega(?:-lite|-embed)?@\d+\"[^>]*></script>\s*")
 
 
 def docs_record(file: str, outcome, ds: str | dt.date) -> dict[str, Any]:
@@ -339,6 +353,53 @@ def _prune_static(site: Path) -> None:
             path.rmdir()
 
 
+def _asset_urls() -> dict[str, str]:
+    """CDN URL as GX's templates write it -> the vendored file (relative to ``datadocs_assets/``)."""
+    manifest = json.loads((ASSETS_DIR / "manifest.json").read_text())
+    return {url: entry["file"] for entry in manifest["files"] for url in entry["urls"]}
+
+
+def bundle_assets(site: Path) -> None:
+    """Make every page of ``site`` load its scripts, stylesheets and images from the site itself.
+
+    Each CDN URL of the manifest becomes the relative path of its vendored copy under ``static/vendor/``
+    (``integrity``/``crossorigin`` dropped: they would block a ``file://`` page); vega's three scripts are
+    dropped from pages that draw no chart (no page of ours does). Raises ``RuntimeError`` naming the page
+    and tag when anything else would still load from the internet (a GX upgrade that adds an asset).
+    """
+    urls = _asset_urls()
+    used: set[str] = set()
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        up = os.path.relpath(site, page.parent).replace(os.sep, "/")
+        if "vegaEmbed(" not in text:
+            text = _VEGA.sub("", text)
+        text = GX_LOGO.sub(lambda m: f"{up}/static/images/{m.group(1)}", text)
+        # GX writes the favicon of a validation page one folder too shallow: every page's own depth instead.
+        text = _STATIC_REF.sub(lambda m: f'{m.group(1)}="{up}/static/', text)
+
+        def local(tag: re.Match) -> str:
+            html = tag.group(0)
+            for url, file in urls.items():
+                if f'"{url}"' in html:
+                    used.add(file)
+                    html = html.replace(f'"{url}"', f'"{up}/{VENDOR}/{file}"')
+                    return re.sub(r'\s+(?:integrity|crossorigin)(?:="[^"]*")?', "", html)
+            return html
+
+        text = _ASSET_TAG.sub(local, text)
+        remote = [t.group(0) for t in _ASSET_TAG.finditer(text) if _REMOTE_REF.search(t.group(0))]
+        if remote:
+            raise RuntimeError(f"Data Docs page {page.relative_to(site)} would load from the internet: {remote}; "
+                               f"vendor it (tools/vendor_datadocs_assets.py)")
+        page.write_text(text, encoding="utf-8")
+    fonts = {e["file"] for e in json.loads((ASSETS_DIR / "manifest.json").read_text())["files"] if not e["urls"]}
+    for file in sorted(used | {f for f in fonts if any(f.split("/")[0] == u.split("/")[0] for u in used)}):
+        target = site / VENDOR / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ASSETS_DIR / file, target)
+
+
 def _view(class_name: str) -> dict[str, str]:
     return {"module_name": "movielens.validation.gxsite", "class_name": class_name}
 
@@ -445,6 +506,7 @@ def build_data_docs(
         detail = "\n".join(m[:2000] for m in errors.messages)
         raise RuntimeError(f"GX Data Docs for ds={ds} incomplete (pages not written: {missing}):\n{detail}")
     _prune_static(out_dir)
+    bundle_assets(out_dir)
     return index
 
 
