@@ -353,10 +353,20 @@ def _prune_static(site: Path) -> None:
             path.rmdir()
 
 
-def _asset_urls() -> dict[str, str]:
-    """CDN URL as GX's templates write it -> the vendored file (relative to ``datadocs_assets/``)."""
-    manifest = json.loads((ASSETS_DIR / "manifest.json").read_text())
-    return {url: entry["file"] for entry in manifest["files"] for url in entry["urls"]}
+def _vendored() -> list[dict[str, Any]]:
+    """The manifest's files: ``file`` (under ``datadocs_assets/``), ``urls`` (the CDN URLs GX's templates write
+    for it; none for a font that a stylesheet loads), ``package``, ``sha256``."""
+    return json.loads((ASSETS_DIR / "manifest.json").read_text())["files"]
+
+
+def _local_asset(tag: str, up: str, urls: Mapping[str, str], used: set[str]) -> str:
+    """``tag`` loading its vendored copy (a path from a page ``up`` below the site) if it names a CDN URL."""
+    for url, file in urls.items():
+        if f'"{url}"' in tag:
+            used.add(file)
+            tag = tag.replace(f'"{url}"', f'"{up}/{VENDOR}/{file}"')
+            return re.sub(r'\s+(?:integrity|crossorigin)(?:="[^"]*")?', "", tag)
+    return tag
 
 
 def bundle_assets(site: Path) -> None:
@@ -367,34 +377,26 @@ def bundle_assets(site: Path) -> None:
     dropped from pages that draw no chart (no page of ours does). Raises ``RuntimeError`` naming the page
     and tag when anything else would still load from the internet (a GX upgrade that adds an asset).
     """
-    urls = _asset_urls()
+    vendored = _vendored()
+    urls = {url: entry["file"] for entry in vendored for url in entry["urls"]}
     used: set[str] = set()
     for page in sorted(site.rglob("*.html")):
         text = page.read_text(encoding="utf-8")
         up = os.path.relpath(site, page.parent).replace(os.sep, "/")
         if "vegaEmbed(" not in text:
             text = _VEGA.sub("", text)
-        text = GX_LOGO.sub(lambda m: f"{up}/static/images/{m.group(1)}", text)
+        text = GX_LOGO.sub(f"{up}/static/images/\\1", text)
         # GX writes the favicon of a validation page one folder too shallow: every page's own depth instead.
-        text = _STATIC_REF.sub(lambda m: f'{m.group(1)}="{up}/static/', text)
-
-        def local(tag: re.Match) -> str:
-            html = tag.group(0)
-            for url, file in urls.items():
-                if f'"{url}"' in html:
-                    used.add(file)
-                    html = html.replace(f'"{url}"', f'"{up}/{VENDOR}/{file}"')
-                    return re.sub(r'\s+(?:integrity|crossorigin)(?:="[^"]*")?', "", html)
-            return html
-
-        text = _ASSET_TAG.sub(local, text)
+        text = _STATIC_REF.sub(f'\\1="{up}/static/', text)
+        text = _ASSET_TAG.sub(lambda tag, up=up: _local_asset(tag.group(0), up, urls, used), text)
         remote = [t.group(0) for t in _ASSET_TAG.finditer(text) if _REMOTE_REF.search(t.group(0))]
         if remote:
             raise RuntimeError(f"Data Docs page {page.relative_to(site)} would load from the internet: {remote}; "
                                f"vendor it (tools/vendor_datadocs_assets.py)")
         page.write_text(text, encoding="utf-8")
-    fonts = {e["file"] for e in json.loads((ASSETS_DIR / "manifest.json").read_text())["files"] if not e["urls"]}
-    for file in sorted(used | {f for f in fonts if any(f.split("/")[0] == u.split("/")[0] for u in used)}):
+    # A used stylesheet's fonts go with it (they sit in its package's folder).
+    fonts = {e["file"] for e in vendored if not e["urls"] and any(e["file"].split("/")[0] == u.split("/")[0] for u in used)}
+    for file in sorted(used | fonts):
         target = site / VENDOR / file
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ASSETS_DIR / file, target)
