@@ -1,7 +1,7 @@
 """``python -m devenv demo|ui``: the embedded default end to end (what ``make demo`` / ``make ui`` run).
 
-- ``demo --ds D [--days N]``: ``movielens_daily`` for one date with ``airflow dags test``, then its summary;
-  with N > 1, the release replayed as a daily feed over the N dates ending at D, in order.
+- ``demo --ds D [--days N]``: ``movielens_daily`` for one date on Airflow's components (as ``make ui`` runs
+  them), then its summary; with N > 1, the release replayed as a daily feed over the N dates ending at D, in order.
 - ``ui --port 8080``: Airflow's components as separate processes, with the web UI.
 """
 
@@ -24,6 +24,9 @@ from movielens.lake import Lake
 from spark_jobs.common import layout
 
 DAG_ID = "movielens_daily"
+#: The demo's Airflow makes only the demo's runs (unpausing must not also start today's scheduled one), and
+#: its DAG files do not change while it runs (parsed once, not every 30 s beside Spark on the same cores).
+DEMO_STACK = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
 
 
 def _fmt_metrics(metrics: dict) -> str:
@@ -52,22 +55,38 @@ def print_summary(summary: dict, mail_dir: Path, timings: dict) -> None:
     print("Wall time (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
 
 
-def _run_date(ds: str, env: dict[str, str], mailbox: Mailbox, conf: dict) -> tuple[str, dict[str, float], int]:
-    """One ``airflow dags test`` of the daily DAG: its final state, wall times and emails sent."""
-    emails_before = len(mailbox.messages())
-    log_file = VAR_DIR / "logs" / f"demo-{ds}.log"
-    print(f"Running {DAG_ID} for {ds} with `airflow dags test` (log: {log_file}) ...", flush=True)
-    t0 = time.monotonic()
-    state = local_airflow.dags_test(DAG_ID, ds, env, conf=conf, log_file=log_file)
-    timings = {"dags_test": time.monotonic() - t0}
-    if state != "success":
-        print(f"\n{DAG_ID} for {ds} did not succeed ({state}). See {log_file} and the failure email in {mailbox.folder}.")
-    return state, timings, len(mailbox.messages()) - emails_before
+def _mailbox_or_callers_smtp(mailbox: Mailbox) -> str | None:
+    """The local mailbox's connection, unless the caller set ``AIRFLOW_CONN_SMTP_DEFAULT`` (theirs wins, as the
+    docs say every caller's ``AIRFLOW_CONN_*`` does)."""
+    if os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT"):
+        print("Emails go to your AIRFLOW_CONN_SMTP_DEFAULT (unset it to keep them in var/mail).", flush=True)
+        return None
+    return mailbox.connection_uri_json()
 
 
-def demo(ds: str, days: int = 1) -> int:
+def _why_it_failed(stack: local_airflow.AirflowStack, run: dict) -> str:
+    """The failed tasks, each with its log file and the log's last error line."""
+    lines = []
+    for task, log in stack.failed_tasks(DAG_ID, run["dag_run_id"]).items():
+        error = ""
+        if log.is_file():
+            events = [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
+            errors = [e for e in events if e.get("level") in ("error", "critical")]
+            if errors:  # the exception of a failed task, as its structured log records it
+                detail = (errors[-1].get("error_detail") or [{}])[-1]
+                error = ": " + (f"{detail['exc_type']}: {detail['exc_value']}" if detail.get("exc_type")
+                                else errors[-1].get("event", "").strip())[:500]
+        lines.append(f"  {task}{error}\n    log: {log}")
+    return "\n".join(lines) or "  (no task failed: see the scheduler's log)"
+
+
+def demo(ds: str, days: int = 1, *, port: int = 8080, var_dir: Path = VAR_DIR) -> int:
     """The daily DAG for ``ds`` on the embedded default; with ``days`` > 1, the release replayed as a daily
-    feed (ingest mode ``replay``) over the ``days`` dates ending at ``ds``, run in order as a backfill would."""
+    feed (ingest mode ``replay``) over the ``days`` dates ending at ``ds``, run in order as a backfill would.
+
+    Runs on Airflow as ``make ui`` runs it (:class:`local_airflow.AirflowStack`, the same AIRFLOW_HOME), each
+    date triggered as from the UI, so ``make ui`` afterwards shows the runs with their durations and task logs.
+    A date that ran before is cleared and runs again. ``var_dir`` holds the Airflow home and the mail."""
     layout.check_ds(ds)
     if days < 1:
         raise SystemExit(f"DAYS must be 1 or more, got {days}")
@@ -75,27 +94,44 @@ def demo(ds: str, days: int = 1) -> int:
     dates = [(end - dt.timedelta(days=days - 1 - k)).isoformat() for k in range(days)]
     replay = {"MOVIELENS_REPLAY_START": dates[0], "MOVIELENS_REPLAY_DAYS": str(days)} if days > 1 else {}
     conf = {"ingest": "replay" if days > 1 else "auto"}
-    mail_dir = VAR_DIR / "mail"
+    mail_dir = var_dir / "mail"
     started = time.monotonic()
+    timings: dict[str, float] = {}
     with Mailbox(mail_dir) as mailbox:
-        env = local_airflow.airflow_env(smtp_conn=mailbox.connection_uri_json(), extra=replay)
-        t0 = time.monotonic()
-        local_airflow.migrate(env)
-        migrate_s = time.monotonic() - t0
-        for date in dates:
-            state, timings, emails_sent = _run_date(date, env, mailbox, conf)
-            if state != "success":
-                return 1
-            if len(dates) > 1 and date != ds:
-                print(f"  {date}: {state} in {timings['dags_test']:.1f} s, {emails_sent} email(s)", flush=True)
-    timings["airflow_db_migrate"] = migrate_s
+        env = local_airflow.airflow_env(home=var_dir / "airflow", smtp_conn=_mailbox_or_callers_smtp(mailbox), api_port=port,
+                                        extra={**replay, **DEMO_STACK})
+        stack = local_airflow.AirflowStack(env, what="`make demo`")
+        print(f"Starting Airflow for the demo (logs in {stack.log_dir}) ...", flush=True)
+        try:
+            with stack:
+                stack.wait_for_dags([DAG_ID])
+                stack.unpause(DAG_ID)
+                timings["airflow_start"] = time.monotonic() - started
+                for date in dates:
+                    emails_before = len(mailbox.messages())
+                    print(f"Running {DAG_ID} for {date} ...", flush=True)
+                    t0 = time.monotonic()
+                    run = stack.run_date(DAG_ID, date, conf=conf)
+                    timings["run"] = time.monotonic() - t0
+                    emails_sent = len(mailbox.messages()) - emails_before
+                    if run["state"] != "success":
+                        print(f"\n{DAG_ID} for {date} did not succeed ({run['state']}):\n{_why_it_failed(stack, run)}\n"
+                              f"The failure email is in {mail_dir}; `make ui` shows the run.", flush=True)
+                        return 1
+                    if len(dates) > 1 and date != ds:
+                        print(f"  {date}: {run['state']} in {timings['run']:.1f} s, {emails_sent} email(s)", flush=True)
+                print("Stopping Airflow ...", flush=True)
+        except local_airflow.AirflowHomeBusy as busy:
+            print(f"{busy}.\nWith `make ui` running, trigger the date from the UI instead (or stop it and rerun "
+                  f"`make demo`).", file=sys.stderr, flush=True)
+            return 1
     timings["total"] = time.monotonic() - started
     os.environ.update({k: v for k, v in env.items() if k.startswith("MOVIELENS_")})
     lake = Lake.from_settings(config.load())
     summary = lake.read_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY)
     timings.update({f"spark_{k}": v for k, v in summary["timings_s"].get("spark", {}).items()})
     print_summary(summary, mail_dir, timings)
-    print(f"{emails_sent} email(s) received during the run of {ds}, in {mail_dir}")
+    print(f"{emails_sent} email(s) received during the run of {ds}, in {mail_dir}; `make ui` shows the runs and their logs")
     return 0
 
 
@@ -105,8 +141,9 @@ def ui(port: int) -> int:
     of the end-to-end tests). Stops them all with Ctrl-C."""
     mail_dir = VAR_DIR / "mail"
     with Mailbox(mail_dir) as mailbox:
-        env = local_airflow.airflow_env(smtp_conn=mailbox.connection_uri_json(), api_port=port)
-        stack = local_airflow.AirflowStack(env, admin_password=os.environ.get("MOVIELENS_UI_PASSWORD") or None)
+        env = local_airflow.airflow_env(smtp_conn=_mailbox_or_callers_smtp(mailbox), api_port=port)
+        stack = local_airflow.AirflowStack(env, admin_password=os.environ.get("MOVIELENS_UI_PASSWORD") or None,
+                                           what="`make ui`")
         db = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"SQLite, {stack.home / 'airflow.db'}"
         print(
             f"Starting Airflow (api-server, scheduler, dag-processor, triggerer; metadata DB: {db.split('@')[-1]}); "
@@ -132,7 +169,7 @@ def ui(port: int) -> int:
                 stack.check_running()
         except KeyboardInterrupt:
             print("Stopping Airflow ...", flush=True)
-        except local_airflow.AirflowError as err:
+        except (local_airflow.AirflowError, local_airflow.AirflowHomeBusy) as err:
             print(err, file=sys.stderr, flush=True)
             return 1
         finally:
@@ -146,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("demo", help="run movielens_daily end to end on the embedded default")
     run.add_argument("--ds", default=dt.date.today().isoformat(), help="the (last) date to run")
     run.add_argument("--days", type=int, default=1, help="more than 1: replay the release over this many dates")
+    run.add_argument("--port", type=int, default=8080, help="the port of Airflow's API server while the demo runs")
     web = sub.add_parser("ui", help="the Airflow web UI with this project's DAGs")
     web.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo(args.ds, args.days)
+        return demo(args.ds, args.days, port=args.port)
     return ui(args.port)
 
 

@@ -83,6 +83,52 @@ def migrate(env: dict[str, str]) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
+#: Held by whatever runs Airflow on an AIRFLOW_HOME (an :class:`AirflowStack`, ``airflow dags test``): two of
+#: them on one SQLite metadata DB would lock each other out and run one date twice.
+LOCK_FILE = "movielens-airflow.lock"
+
+
+class AirflowHomeBusy(RuntimeError):
+    """Another process runs Airflow on this AIRFLOW_HOME."""
+
+
+class home_lock:
+    """An exclusive lock on an AIRFLOW_HOME for ``what`` (released on exit or when the process ends); raises
+    :class:`AirflowHomeBusy` saying what holds it."""
+
+    def __init__(self, home: Path, what: str):
+        self.path = Path(home) / LOCK_FILE
+        self.what = what
+        self._file = None
+
+    def __enter__(self) -> "home_lock":
+        import fcntl
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise AirflowHomeBusy(f"{holder} runs Airflow on {self.path.parent}; wait for it or stop it (Ctrl-C) "
+                                  f"first: two of them on one metadata DB would run one date twice") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{self.what} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file:
+            self._file.truncate(0)
+            self._file.close()  # (closing releases the lock)
+            self._file = None
+
+
 def dags_test(dag_id: str, ds: str, env: dict[str, str], conf: dict | None = None, log_file: Path | None = None) -> str:
     """``airflow dags test``; returns the run's final state (``success`` or ``failed``)."""
     args = ["dags", "test", dag_id, ds]
@@ -91,7 +137,8 @@ def dags_test(dag_id: str, ds: str, env: dict[str, str], conf: dict | None = Non
     env = {**env, "MOVIELENS_PUBLISH_DEADLINE_HOURS": "off"}
     if conf:
         args += ["--conf", json.dumps(conf)]
-    done = airflow(args, env, capture_output=True, text=True)
+    with home_lock(Path(env["AIRFLOW_HOME"]), f"`airflow dags test {dag_id} {ds}`"):
+        done = airflow(args, env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     if log_file:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +189,7 @@ class AirflowStack:
         sql_alchemy_conn: str | None = None,
         admin_password: str | None = None,
         extra: dict[str, str] | None = None,
+        what: str = "an Airflow stack",
     ):
         import secrets
 
@@ -176,6 +224,8 @@ class AirflowStack:
         self.env.update(extra or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: float | None = None
+        self.what = what
+        self._lock: home_lock | None = None
         self._tokens: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -195,12 +245,13 @@ class AirflowStack:
         import time
 
         self.home.mkdir(parents=True, exist_ok=True)
+        self._lock = home_lock(self.home, f"{self.what} on {self.base_url}").__enter__()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.passwords_file.write_text(json.dumps({self.user: self.password, self.reader: self.reader_password}) + "\n")
         self.passwords_file.chmod(0o600)
-        migrate(self.env)
-        self.started_at = time.time()
         try:
+            migrate(self.env)
+            self.started_at = time.time()
             for component in COMPONENTS:
                 with self.log_file(component).open("ab") as out:
                     self.procs[component] = subprocess.Popen(
@@ -244,6 +295,9 @@ class AirflowStack:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        if self._lock:
+            self._lock.__exit__()
+            self._lock = None
 
     def __enter__(self) -> "AirflowStack":
         return self.start()
@@ -353,6 +407,29 @@ class AirflowStack:
         if run_id:
             body["dag_run_id"] = run_id
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+
+    def run_date(self, dag_id: str, ds: str, conf: dict | None = None, timeout: float = 4 * 3600.0) -> dict:
+        """Run ``dag_id`` for ``ds`` and wait for it: a new manual run, or, when the date has a run already (a
+        logical date is unique), that run cleared, as the UI's Clear does (deleted first when its conf differs,
+        so the date runs with ``conf``). Returns the finished run."""
+        from urllib.parse import quote
+
+        [existing] = self.dag_runs(dag_id, logical_date_gte=f"{ds}T00:00:00Z", logical_date_lte=f"{ds}T00:00:00Z") or [None]
+        if existing and existing["conf"] == (conf or {}):
+            run_id = existing["dag_run_id"]
+            self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear", {"dry_run": False})
+        else:
+            if existing:
+                self.request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(existing['dag_run_id'], safe='')}")
+            run_id = self.trigger(dag_id, ds, conf=conf)["dag_run_id"]
+        return self.wait_for_run(dag_id, run_id, timeout=timeout)
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> dict[str, Path]:
+        """The run's failed tasks and their latest log files."""
+        states = self.task_states(dag_id, run_id)
+        logs = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        return {task: max((logs / f"task_id={task}").glob("attempt=*.log"), default=logs / f"task_id={task}")
+                for task, state in states.items() if state == "failed"}
 
     def dag_runs(self, dag_id: str, **query: str) -> list[dict]:
         from urllib.parse import urlencode

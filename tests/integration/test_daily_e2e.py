@@ -1,5 +1,5 @@
-"""movielens_daily with `airflow dags test` when the data cannot be trained on: the file:// lake and a real
-local SMTP server. A run that succeeds on the file:// lake (zones, summary, report, emails, reruns, reuse of the
+"""movielens_daily when the data cannot be trained on, through `make demo` (Airflow's components on SQLite) and
+`airflow dags test`: the file:// lake and a real local SMTP server. A run that succeeds on the file:// lake (zones, summary, report, emails, reruns, reuse of the
 tuning) is tested once, on the deployed stack: tests/integration/test_airflow_stack.py."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import pytest
 
 from devenv import local_airflow
 from tests import e2e
+from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -18,26 +19,51 @@ def airflow_env_for(tmp_path, mailbox, source) -> dict[str, str]:
     return e2e.airflow_env_for(tmp_path, mailbox, source, {"MOVIELENS_DEMO_USERS": "1"})
 
 
-def run_dag(tmp_path, mailbox, source, ds: str = DS):
-    env = airflow_env_for(tmp_path, mailbox, source)
-    e2e.migrate(env)
-    return local_airflow.dags_test("movielens_daily", ds, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
+def test_make_demo_runs_on_airflows_components_and_says_why_a_run_failed(tmp_path, monkeypatch, capsys):
+    """`make demo` (devenv.cli.demo) when nothing can be trained on (only a movies file and a bad ratings file
+    land): it refuses to start while another process holds the Airflow home; then it runs the date on the
+    scheduler and its workers (as `make ui` shows runs: the run's real start, a log per task), prints the failed
+    task with its error and log, and the team gets the failure email; Spark never runs on rejected data."""
+    import datetime as dt
+    import sqlite3
 
+    from devenv import cli
+    from devenv.mailbox import Mailbox
 
-def test_no_valid_ratings_fails_the_run_with_a_failure_email(tmp_path, mailbox):
-    """Only a movies file and a bad ratings file land: the run refuses to train and emails the team."""
     folder = tmp_path / "only_bad_ratings"
     folder.mkdir()
     (folder / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n")
     (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,9.0,964982703\n")
-    state = run_dag(tmp_path, mailbox, folder)
-    log = (tmp_path / "dags_test.log").read_text()
-    assert state == "failed", log[-3000:]
-    assert "no validated ratings file with ds <= 2026-11-20" in log
     lake = tmp_path / "lake"
+    for key, value in {"MOVIELENS_DIR": str(folder), "MOVIELENS_LAKE_URL": lake.as_uri(),
+                       "MOVIELENS_EMAIL_TO": "team@example.test", "MOVIELENS_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    var = tmp_path / "var"
+    port = free_port()
+
+    with local_airflow.home_lock(var / "airflow", "`make ui` on http://localhost:8080"):
+        assert cli.demo(DS, port=port, var_dir=var) == 1
+    refused = capsys.readouterr().err
+    assert "`make ui` on http://localhost:8080 (pid " in refused and "trigger the date from the UI" in refused
+    assert not (var / "airflow" / "airflow.db").exists(), "nothing ran while the home was held"
+
+    started = dt.datetime.now(dt.timezone.utc)
+    assert cli.demo(DS, port=port, var_dir=var) == 1
+    out = capsys.readouterr().out
+    task_log = var / "airflow" / "logs" / "dag_id=movielens_daily"
+    assert "check_training_data: " in out and "no validated ratings file with ds <= 2026-11-20" in out, out[-3000:]
+    [log] = task_log.glob("run_id=*/task_id=check_training_data/attempt=*.log")
+    assert f"log: {log}" in out and "no validated ratings file" in log.read_text()
+    assert len(list(task_log.glob("run_id=*/task_id=*/attempt=*.log"))) >= 4  # a log per task that ran
+    with sqlite3.connect(var / "airflow" / "airflow.db") as db:
+        [(state, start, run_type)] = db.execute("SELECT state, start_date, run_type FROM dag_run").fetchall()
+    assert (state, run_type) == ("failed", "manual")
+    assert dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc) >= started - dt.timedelta(seconds=5)
+
     assert (lake / "rejected" / f"ds={DS}" / "ratings.csv").read_bytes() == (folder / "ratings.csv").read_bytes()
     assert not (lake / "bronze").exists(), "Spark never ran on rejected data"
-    failures = [m for m in mailbox.messages() if "FAILED" in m["Subject"]]
+    failures = [m for m in Mailbox(var / "mail").messages() if "FAILED" in m["Subject"]]
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 1)"]
     for kind in ("html", "plain"):
         body = failures[0].get_body(preferencelist=(kind,)).get_content()
