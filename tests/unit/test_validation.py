@@ -405,6 +405,14 @@ def test_a_stray_unknown_movie_id_is_tolerated_with_a_note(tmp_path):
     assert any("no line break after the last line" in n for n in outcome.notes)
 
 
+def test_the_mostly_message_gives_the_share_needed_and_the_share_found_unrounded(tmp_path):
+    # 3 unknown of 2,003: 99.85 % known, short of mostly=0.999 (99.9 %), and must not read as "needs 100%".
+    rows = [f"{u},{m},4.0,1000000000" for u in range(1, 51) for m in range(1, 41)] + [f"7,{900 + k},4.0,1000000000" for k in range(3)]
+    outcome = check(tmp_path, RATINGS_HEADER + "\n".join(rows) + "\n", known_movie_ids=set(range(1, 41)))
+    message = rejected(outcome, "movie_id_known").message
+    assert "3 of 2003 values of movieId" in message and "mostly=0.999 needs 99.9% to pass, 99.85% do" in message, message
+
+
 def test_unknown_movie_ids_in_tags(tmp_path):
     outcome = check(tmp_path, TAGS_HEADER + f"1,1,fun,{TS}\n1,42,fun,{TS}\n", "tags", known_movie_ids={1})
     assert lines_of(rejected(outcome, "movie_id_known")) == [3]

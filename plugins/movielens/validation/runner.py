@@ -22,6 +22,7 @@ with text columns (movies, tags) use the strict parse from the start.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -344,7 +345,9 @@ def _message(t: Tally) -> str:
     mostly = t.kwargs.get("mostly")
     tolerance = ""
     if mostly is not None and t.nonmissing:
-        tolerance = f"; mostly={mostly} needs {mostly:.0%} to pass, {1 - t.unexpected / t.nonmissing:.2%} do"
+        # Both shares as precise as the requirement, the found one rounded down (a failing 99.899 % is not 99.90 %).
+        found = math.floor((1 - t.unexpected / t.nonmissing) * 10_000) / 100
+        tolerance = f"; mostly={mostly} needs {mostly * 100:g}% to pass, {found:.2f}% do"
     return f"{what} fail {etype}" + (f" ({detail})" if detail else "") + tolerance + why
 
 
