@@ -41,8 +41,9 @@ DAG_ID = "movielens_similar_movies"
     doc_md=__doc__,
     default_args=default_args(),
     params={
-        # No default: a field left empty (or a 0, which the form reads as empty) is refused, not run as movie 1.
-        "movie_id": Param(type="integer", minimum=1, title="Movie id",
+        # No default: an empty field is refused. exclusiveMinimum, not minimum=1: the UI's number field clamps a
+        # typed 0 up to a `minimum` (a run of movie 1); with exclusiveMinimum the server refuses 0, saying why.
+        "movie_id": Param(type="integer", exclusiveMinimum=0, title="Movie id",
                           description="MovieLens movieId (required), e.g. 1 for Toy Story (1995)"),
         "n": Param(20, type="integer", minimum=1, maximum=50, title="How many", description="similar movies to list (at most 50)"),
     },
