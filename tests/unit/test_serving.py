@@ -3,6 +3,8 @@ lookups and CLI answering from the lake and from the database."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -89,6 +91,58 @@ def test_publish_upserts_forward_in_time_and_reruns_change_nothing(serving_db, l
     assert serving_db("SELECT ds::text, recommendations, similar_movies FROM movielens_serving_runs ORDER BY ds") == [
         ("2026-11-01", 6, 4), ("2026-11-02", 5, 2)
     ]
+
+
+def test_postgresql_lost_mid_publish_serves_the_old_lists_and_a_retry_publishes_all(
+        serving_db, lake_url, postgres_server, monkeypatch):
+    """The server ends the publish's connection between two tables (a restart, a failover): the publish fails
+    saying so, readers keep the previous date's lists whole, and the retry publishes the new date as a clean
+    run would."""
+    root = lake_root(lake_url)
+    write_gold(root, "2026-11-01", {7: [1, 2, 3], 8: [4, 5, 1]}, {1: [2, 3], 2: [1, 3]})
+    write_gold(root, "2026-11-02", {7: [5, 4], 9: [1, 2, 3]}, {1: [3, 2]})
+    publish.publish("2026-11-01")
+    tables = ("movielens_recommendations", "movielens_similar_movies", "movielens_fallback_movies", "movielens_serving_runs")
+    before = {t: serving_db(f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+
+    copy_into, copies = publish._copy_into, []
+
+    def copy_then_lose_the_connection(cursor, table, product, folder):
+        copy_into(cursor, table, product, folder)
+        copies.append(table)
+        if len(copies) == 1:  # the server terminates the publishing backend, as a restart would
+            [(killed,)] = postgres_server.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                database=serving_db("SELECT current_database()")[0][0])
+            assert killed == 1
+
+    monkeypatch.setattr(publish, "_copy_into", copy_then_lose_the_connection)
+    with pytest.raises(publish.ServingDatabaseError,
+                       match=r"publishing ds=2026-11-02 to movielens_serving failed, the database went away .*"
+                             r"nothing of ds=2026-11-02 is served .* a retry publishes it again"):
+        publish.publish("2026-11-02")
+    assert {t: serving_db(f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables} == before
+
+    monkeypatch.setattr(publish, "_copy_into", copy_into)
+    assert publish.publish("2026-11-02")["rows"] == {"recommendations": 5, "similar_movies": 2, "fallback_movies": 5}
+    assert served(serving_db, "movielens_recommendations", "user_id", "movie_id") == {
+        7: [(1, 5, "2026-11-02"), (2, 4, "2026-11-02")],
+        8: [(1, 4, "2026-11-01"), (2, 5, "2026-11-01"), (3, 1, "2026-11-01")],
+        9: [(1, 1, "2026-11-02"), (2, 2, "2026-11-02"), (3, 3, "2026-11-02")],
+    }
+
+
+def test_postgresql_down_at_publish_time_fails_saying_so(lake_url, monkeypatch):
+    from tests.servers import free_port
+
+    write_gold(lake_root(lake_url), "2026-11-01", {7: [1, 2]}, {1: [2]})
+    down = {"conn_type": "postgres", "host": "127.0.0.1", "port": free_port(), "login": "x", "password": "y", "schema": "z"}
+    monkeypatch.setenv("AIRFLOW_CONN_MOVIELENS_SERVING", json.dumps(down))
+    monkeypatch.setenv("MOVIELENS_SERVING_CONN_ID", "movielens_serving")
+    with pytest.raises(publish.ServingDatabaseError, match=r"publishing ds=2026-11-01 to movielens_serving failed, "
+                                                            r"the database went away \(OperationalError: .*127\.0\.0\.1"):
+        publish.publish("2026-11-01")
 
 
 def test_publish_without_gold_tables_fails_clearly_and_writes_nothing(serving_db, lake_url):

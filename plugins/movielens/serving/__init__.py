@@ -72,6 +72,10 @@ class ServingError(RuntimeError):
     """Nothing to publish or answer from (a missing partition, an unknown user or movie)."""
 
 
+class ServingDatabaseError(RuntimeError):
+    """The serving database went away during a publish; nothing of it is served, and a retry may succeed."""
+
+
 def connect(conn_id: str):
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 

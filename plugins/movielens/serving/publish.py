@@ -8,7 +8,7 @@ from typing import Any
 
 from movielens import config
 from movielens.lake import Lake
-from movielens.serving import PRODUCTS, RUNS_TABLE, Product, ServingError, connect
+from movielens.serving import PRODUCTS, RUNS_TABLE, Product, ServingDatabaseError, ServingError, connect
 from spark_jobs.common import layout
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,23 @@ def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
         raise ServingError("no serving database: set MOVIELENS_SERVING_CONN_ID to a postgres connection id")
     lake = Lake.from_settings(settings)
     folders = {product: _gold_folder(lake, product, ds) for product in PRODUCTS}
+    try:
+        counts = _publish_in_one_transaction(conn_id, lake, folders, ds)
+    except Exception as err:
+        # psycopg's and psycopg2's connection errors (AdminShutdown and the like are OperationalErrors).
+        if not {"OperationalError", "InterfaceError"} & {c.__name__ for c in type(err).__mro__}:
+            raise
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ServingDatabaseError(
+            f"publishing ds={ds} to {conn_id} failed, the database went away ({type(err).__name__}: {first_line}); "
+            f"nothing of ds={ds} is served (one transaction: the lists served before stay); a retry publishes it "
+            f"again") from err
+    log.info("published %s to %s: %s", ds, conn_id, counts)
+    return {"ds": ds, "published": True, "conn_id": conn_id, "tables": {p.gold_table: p.db_table for p in PRODUCTS},
+            "rows": counts}
+
+
+def _publish_in_one_transaction(conn_id: str, lake: Lake, folders: dict, ds: str) -> dict[str, int]:
     conn = connect(conn_id)
     try:
         with conn, conn.cursor() as cursor:  # one transaction: readers see the old lists or the new ones
@@ -130,6 +147,4 @@ def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
             )
     finally:
         conn.close()
-    log.info("published %s to %s: %s", ds, conn_id, counts)
-    return {"ds": ds, "published": True, "conn_id": conn_id, "tables": {p.gold_table: p.db_table for p in PRODUCTS},
-            "rows": counts}
+    return counts
