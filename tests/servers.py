@@ -155,10 +155,12 @@ def azurite_account() -> tuple[str, str]:
 
 
 class Azurite:
-    """Azurite's blob service, in memory, on a free port of 127.0.0.1; its own process group."""
+    """Azurite's blob service, in memory (or, ``persistent``, on disk in ``workdir``: what a :meth:`kill` and a
+    new :meth:`start` on the same port keep), on a free port of 127.0.0.1; its own process group."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, persistent: bool = False):
         self.workdir = Path(workdir)
+        self.persistent = persistent
         self.port = free_port()
         self.account, self.key = azurite_account()
         self.endpoint = f"http://127.0.0.1:{self.port}/{self.account}"
@@ -175,19 +177,26 @@ class Azurite:
             str(AZURITE_BLOB),
             "--blobHost", "127.0.0.1",
             "--blobPort", str(self.port),
-            "--inMemoryPersistence",
-            # In-memory extents otherwise may take half the machine's RAM.
-            "--extentMemoryLimit", "512",
+            *(["--location", str(self.workdir / "data")] if self.persistent else
+              # In-memory extents otherwise may take half the machine's RAM.
+              ["--inMemoryPersistence", "--extentMemoryLimit", "512"]),
             # Otherwise it reports to an outside host.
             "--disableTelemetry",
             # The Python SDK may speak a newer API version than the emulator knows.
             "--skipApiVersionCheck",
             "--loose",
         ]
-        with self.log.open("wb") as out:
+        with self.log.open("ab") as out:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         wait_for_port(self.port, timeout=60, proc=self._proc, log=self.log)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or evicted storage server: no shutdown, connections dropped mid-request."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -170,6 +170,79 @@ def test_copy_that_does_not_verify_keeps_landing(remote, tmp_path, monkeypatch):
     assert landed.exists() and not remote.lake.record_path(DS, "movies.csv").exists()
 
 
+def test_storage_server_killed_and_restarted_mid_routing_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    """Azurite (on disk) is SIGKILLed while routing writes a file into validated/ and comes back 2 s later on the
+    same port: the routing either rides it out (the SDK's retries) or fails saying so; run again, as the task's
+    retry does, every landed file is in its zone once with its bytes, with one record, and landing is empty."""
+    import threading
+
+    import movielens.lake as lake_module
+    from movielens import pipeline
+    from tests.servers import Azurite
+
+    if not Azurite.available():
+        pytest.skip("Azurite is not installed: run `make install` (npm ci)")
+    ratings = RATINGS + b"".join(b"%d,%d,4.0,964982703\n" % (3 + i // 2, 1 + i % 2) for i in range(60_000))
+    files = {"movies.csv": MOVIES, "ratings.csv": ratings,
+             "ratings_broken.csv": b"userId,movieId,rating,timestamp\n1,1,7.5,964982703\n"}
+    with Azurite(tmp_path / "azurite", persistent=True) as server:
+        remote = make_remote_lake("abfs", server, monkeypatch)
+        for name, data in files.items():
+            land(remote, name, data, tmp_path)
+        real_copy, crashes, restarted = lake_module._copy_stream, [], threading.Event()
+
+        class KillsTheServerAfterReading:
+            def __init__(self, src):
+                self.src = src
+
+            def open(self, mode):
+                reader = self.src.open(mode)
+                read = reader.read
+
+                def read_then_kill(size=-1):
+                    chunk = read(size)
+                    if chunk and not crashes:
+                        crashes.append(self.src.name)
+                        server.kill()
+                        threading.Timer(2.0, lambda: (server.start(), restarted.set())).start()
+                    return chunk
+
+                reader.read = read_then_kill
+                return reader
+
+        def copy_with_a_crash(src, dst):
+            if "ratings.csv" == src.name and not crashes:
+                return real_copy(KillsTheServerAfterReading(src), dst)
+            return real_copy(src, dst)
+
+        monkeypatch.setattr(lake_module, "_copy_stream", copy_with_a_crash)
+        outcomes = {}
+        for name in sorted(files):
+            try:
+                outcomes[name] = pipeline.process_landed_file(DS, "manual__r1", name)["zone"]
+            except Exception as err:  # noqa: BLE001 - what the task log would show
+                outcomes[name] = f"failed: {type(err).__name__}: {err}"
+        assert crashes == ["ratings.csv"] and restarted.wait(30)
+        monkeypatch.setattr(lake_module, "_copy_stream", real_copy)
+        for name in sorted(files):  # the task's retry
+            outcomes[name] = (outcomes[name], pipeline.process_landed_file(DS, "manual__r1", name)["zone"])
+
+        assert {n: o[1] for n, o in outcomes.items()} == {
+            "movies.csv": "validated", "ratings.csv": "validated", "ratings_broken.csv": "rejected"}, outcomes
+        first = outcomes["ratings.csv"][0]
+        assert first == "validated" or "ratings.csv" in first or "127.0.0.1" in first or "Connection" in first, outcomes
+        assert remote.keys() == sorted([
+            f"reports/ds={DS}/files/movies.csv.json", f"reports/ds={DS}/files/ratings.csv.json",
+            f"reports/ds={DS}/files/ratings_broken.csv.json", f"rejected/ds={DS}/ratings_broken.csv",
+            f"rejected/ds={DS}/ratings_broken.report.json", f"validated/ds={DS}/movies.csv", f"validated/ds={DS}/ratings.csv",
+        ])
+        for name, zone in (("movies.csv", layout.VALIDATED), ("ratings.csv", layout.VALIDATED),
+                           ("ratings_broken.csv", layout.REJECTED)):
+            assert (remote.lake.zone(zone, DS) / name).read_bytes() == files[name], name
+        assert [r["sha256"] for r in remote.lake.records(DS) if r["file"] == "ratings.csv"] == [hashlib.sha256(ratings).hexdigest()]
+        print("first attempt:", outcomes)
+
+
 def test_validate_and_route_remote_files_as_the_dag_does(remote, tmp_path):
     """pipeline.process_landed_file on the remote lake: GX validation reads the object, then routes it."""
     from movielens import pipeline
