@@ -32,7 +32,7 @@ import shutil
 import time
 from pathlib import Path
 from typing import Callable
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 import pytest
 
@@ -268,15 +268,15 @@ def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
 
 
 def test_clearing_the_run_runs_it_again_and_changes_nothing(deployment, daily_run):
-    """Cleared (as the UI's Clear does), the run lands the same files again and tunes again: the same lake."""
+    """Cleared (as the UI's Clear does; ``make demo`` of a date that ran does it through
+    ``AirflowStack.run_date``), the run lands the same files again and tunes again: the same lake."""
     stack, lake, run_id = deployment.stack, deployment.lake, daily_run["dag_run_id"]
     assert daily_run["state"] == "success", deployment.explain(DAILY, run_id)
     report = lake / "reports" / f"ds={DS}" / layout.RUN_REPORT
     before, report_before, summary = lakecheck.snapshot(lake), report.read_bytes(), deployment.summary(DS)
 
-    stack.request("POST", f"/api/v2/dags/{DAILY}/dagRuns/{quote(run_id, safe='')}/clear", {"dry_run": False})
-    again = stack.wait_for_run(DAILY, run_id, timeout=900)
-    assert again["state"] == "success", deployment.explain(DAILY, run_id)
+    again = stack.run_date(DAILY, DS, conf={"ingest": "folder"}, timeout=900)
+    assert again["dag_run_id"] == run_id and again["state"] == "success", deployment.explain(DAILY, run_id)
     assert when(again["end_date"]) > when(daily_run["end_date"]), "the run ran again"
     assert lakecheck.differences(before, lakecheck.snapshot(lake)) == []
     assert report.read_bytes() == report_before, "the report is the same for the same data"
@@ -445,12 +445,33 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
         steps.append("the UI sends a visitor to the login page")
         log_in(page, stack, stack.user, stack.password)
 
-        steps.append("the DAG list")
+        steps.append("the DAG list, each DAG's description on its card")
         page.wait_for_url(f"{base}/dags")
         for dag_id in (DAILY, SIMILAR):
-            expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible(timeout=30_000)
+            link = page.get_by_role("link", name=dag_id, exact=True)
+            expect(link).to_be_visible(timeout=30_000)
+            link.hover()
+            description = stack.request("GET", f"/api/v2/dags/{dag_id}")["description"]
+            assert description
+            expect(page.get_by_text(description)).to_be_visible()
 
-        steps.append("the trigger form")
+        steps.append("the daily trigger form: a number field's help says the value in effect")
+        page.get_by_role("link", name=DAILY, exact=True).click()
+        page.wait_for_url(f"{base}/dags/{DAILY}**")
+        trigger = page.get_by_test_id("trigger-dag-button")
+        expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
+        trigger.click()
+        form = page.get_by_role("dialog")
+        params = stack.request("GET", f"/api/v2/dags/{DAILY}/details")["params"]
+        rank = next(p for p in params.values() if p["schema"].get("title") == "Rating model: ALS rank")
+        assert re.search(r"Empty: MOVIELENS_ALS_RANK, now \d+\.", rank["description"]), rank
+        form.get_by_text("Model settings for this run").click()
+        expect(form.get_by_text(rank["description"])).to_be_visible()
+        form.get_by_role("button", name="Close").click()
+        expect(form).to_have_count(0)
+
+        steps.append("the similar movies' trigger form: movie id 0 refused, then a movie")
+        page.goto(f"{base}/dags")
         page.get_by_role("link", name=SIMILAR, exact=True).click()
         page.wait_for_url(f"{base}/dags/{SIMILAR}**")
         trigger = page.get_by_test_id("trigger-dag-button")
@@ -458,6 +479,11 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
         trigger.click()
         form = page.get_by_role("dialog")
         expect(form.get_by_text(f"Unpause {SIMILAR} on trigger")).to_be_visible()
+        runs_before = len(stack.dag_runs(SIMILAR))
+        form.get_by_label("Movie id").fill("0")  # refused by the server, not clamped to movie 1
+        form.get_by_test_id("trigger-dag-submit").click()
+        expect(form.get_by_text("Invalid input for param movie_id: 0 is less than or equal to the minimum of 0")).to_be_visible()
+        assert len(stack.dag_runs(SIMILAR)) == runs_before
         form.get_by_label("Movie id").fill(str(movie))
         form.get_by_label("How many").fill("5")
         form.get_by_test_id("trigger-dag-submit").click()
@@ -628,8 +654,29 @@ def test_the_movielens_pages_in_the_ui_show_the_apis_lists(deployment, daily_run
         assert DS in column(runs, 0) and "published" in column(runs, 2)
         page.screenshot(path=str(shots / "ui-runs.png"))
 
+        steps.append("the run's Data Docs from the Runs page, with no internet: the index lists every landed file")
+        href = runs.locator("tbody tr").filter(has_text=DS).first.get_by_role("link", name="Data Docs").get_attribute("href")
+        outside = []
+        page.context.route(re.compile(r"^https?://(?!localhost[:/]|127\.0\.0\.1[:/])"),
+                           lambda route: (outside.append(route.request.url), route.abort()))
+        docs = page.context.new_page()
+        docs.goto(urljoin(f"{stack.base_url}/movielens/pages/runs.html", href))
+        landed = [f["file"] for f in deployment.summary(DS)["files"]]
+        expect(docs.locator("table tbody tr").filter(has_text=landed[0]).first).to_be_visible(timeout=30_000)
+        listed = docs.locator("table").first.inner_text()
+        assert all(name in listed for name in landed) and not outside, (landed, outside)
+        docs.close()
+
+        steps.append("the REST run's page: its duration is the run's (start = when it started, not its logical date)")
+        run_path = f"/dags/{DAILY}/runs/{quote(daily_run['dag_run_id'], safe='')}"
+        run = stack.request("GET", f"/api/v2{run_path.replace('/runs/', '/dagRuns/')}")
+        took = int((when(run["end_date"]) - when(run["start_date"])).total_seconds())
+        assert 0 < took < 3600 and when(run["start_date"]) > when(run["logical_date"]) + dt.timedelta(days=1), run
+        page.goto(f"{stack.base_url}{run_path}")
+        shown = [f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}" for t in (took, took + 1)]
+        expect(page.get_by_text(re.compile("|".join(shown))).first).to_be_visible(timeout=30_000)
+
         steps.append("the MovieLens tab of the REST run's page selects its date")
-        page.goto(f"{stack.base_url}/dags/{DAILY}/runs/{quote(daily_run['dag_run_id'], safe='')}")
         page.get_by_text("MovieLens run", exact=True).click()
         selected = page.frame_locator("iframe").locator("tr[data-selected=true] td").first
         expect(selected).to_have_text(DS, timeout=30_000)
