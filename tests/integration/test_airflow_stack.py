@@ -431,6 +431,18 @@ def log_in(page, stack: local_airflow.AirflowStack, user: str, password: str) ->
     page.get_by_role("button", name="Sign in").click()
 
 
+def open_trigger_form(page, base: str, dag_id: str):
+    """From the DAG list: the DAG's page, then its trigger form (the dialog)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name=dag_id, exact=True).click()
+    page.wait_for_url(f"{base}/dags/{dag_id}**")
+    trigger = page.get_by_test_id("trigger-dag-button")
+    expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
+    trigger.click()
+    return page.get_by_role("dialog")
+
+
 def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployment, daily_run, tmp_path):
     from playwright.sync_api import expect
 
@@ -456,12 +468,7 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
             expect(page.get_by_text(description)).to_be_visible()
 
         steps.append("the daily trigger form: a number field's help says the value in effect")
-        page.get_by_role("link", name=DAILY, exact=True).click()
-        page.wait_for_url(f"{base}/dags/{DAILY}**")
-        trigger = page.get_by_test_id("trigger-dag-button")
-        expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
-        trigger.click()
-        form = page.get_by_role("dialog")
+        form = open_trigger_form(page, base, DAILY)
         params = stack.request("GET", f"/api/v2/dags/{DAILY}/details")["params"]
         rank = next(p for p in params.values() if p["schema"].get("title") == "Rating model: ALS rank")
         assert re.search(r"Empty: MOVIELENS_ALS_RANK, now \d+\.", rank["description"]), rank
@@ -472,12 +479,7 @@ def test_web_ui_login_dag_list_and_similar_movies_from_the_trigger_form(deployme
 
         steps.append("the similar movies' trigger form: movie id 0 refused, then a movie")
         page.goto(f"{base}/dags")
-        page.get_by_role("link", name=SIMILAR, exact=True).click()
-        page.wait_for_url(f"{base}/dags/{SIMILAR}**")
-        trigger = page.get_by_test_id("trigger-dag-button")
-        expect(trigger).to_have_count(1)  # the DAG page's own, once the list (a button per DAG) is gone
-        trigger.click()
-        form = page.get_by_role("dialog")
+        form = open_trigger_form(page, base, SIMILAR)
         expect(form.get_by_text(f"Unpause {SIMILAR} on trigger")).to_be_visible()
         runs_before = len(stack.dag_runs(SIMILAR))
         form.get_by_label("Movie id").fill("0")  # refused by the server, not clamped to movie 1
