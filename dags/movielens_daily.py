@@ -30,7 +30,9 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from movielens.compute.tasks import spark_job
-from movielens.dag_defaults import MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, require_ds, timeout
+from movielens.dag_defaults import (
+    MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, release_date_of_failed_run, require_ds, timeout,
+)
 from movielens.notify import SuccessEmailOperator
 from movielens.sensors import LandedFilesSensor
 from movielens.trigger_form import model_params, source_params
@@ -50,16 +52,17 @@ from movielens.trigger_form import model_params, source_params
     default_args=default_args(),
     # A run past it fails (its tasks killed, the failure email sent); a later date's wait_for_earlier_runs then goes on.
     dagrun_timeout=timeout("dagrun"),
+    # The run claims its date before writing (one writer per date, across Airflows on a lake); failed, it lets go.
+    on_failure_callback=release_date_of_failed_run,
     deadline=publish_deadline(),
     params={**source_params(), **model_params()},
 )
 def movielens_daily():
     @task
-    def land_files(ds=None, params=None) -> dict:
-        from movielens import config
-        from movielens.ingest import landing
+    def land_files(ds=None, run_id=None, params=None) -> dict:
+        from movielens import pipeline
 
-        return landing.land(config.load(), require_ds(ds), params["ingest"])
+        return pipeline.land(require_ds(ds), run_id, params["ingest"])
 
     @task.sensor(poke_interval=10, mode="reschedule", timeout=24 * 3600)
     def wait_for_earlier_runs(ti=None) -> bool:

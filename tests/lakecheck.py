@@ -68,3 +68,25 @@ def differences(before: dict[str, object], after: dict[str, object]) -> list[str
     changes += [f"removed {k}" for k in sorted(set(before) - set(after))]
     changes += [f"changed {k}" for k in sorted(set(before) & set(after)) if before[k] != after[k]]
     return changes
+
+
+def one_writer_per_date(lake, ds: str) -> None:
+    """What every backend must do with claims (the file:// lake's unit test and the S3 and Azure ones)."""
+    import datetime as dt
+
+    import pytest
+
+    from movielens.lake import DateClaimed
+
+    first = lake.claim_date(ds, "manual__A", "movielens_daily on host-a (http://a:8080)")
+    assert lake.claim_date(ds, "manual__A", "movielens_daily on host-a (http://a:8080)") == first  # a retry, a clear
+    with pytest.raises(DateClaimed) as refused:
+        lake.claim_date(ds, "manual__B", "movielens_daily on host-b (http://b:8080)")
+    message = str(refused.value)
+    assert f"ds={ds} is being written by run 'manual__A' of movielens_daily on host-a (http://a:8080)" in message
+    assert f"if that run is gone for good, delete {lake.url}/claims/ds={ds}.json" in message
+    other = (dt.date.fromisoformat(ds) + dt.timedelta(days=1)).isoformat()
+    assert lake.claim_date(other, "manual__B", "b")["run_id"] == "manual__B"  # other dates are free
+    assert lake.release_date(ds, "manual__B") is False and lake.read_json(lake.claim_path(ds)) == first
+    assert lake.release_date(ds, "manual__A") is True and not lake.claim_path(ds).exists()
+    assert lake.claim_date(ds, "manual__B", "b")["run_id"] == "manual__B"

@@ -51,6 +51,21 @@ def default_args() -> dict:
     }
 
 
+def release_date_of_failed_run(context) -> None:
+    """The daily DAG's ``on_failure_callback``: a failed run lets go of its date's claim
+    (:meth:`movielens.lake.Lake.claim_date`), so that another run of the date can write it. Never raises."""
+    import logging
+
+    dag_run = context["dag_run"]
+    try:
+        from movielens import pipeline
+
+        if dag_run.logical_date is not None:
+            pipeline.release_date(dag_run.logical_date.date().isoformat(), dag_run.run_id)
+    except Exception:  # noqa: BLE001 - a callback must not fail; the claim then says how to drop it by hand
+        logging.getLogger(__name__).exception("could not release the claim of %s", dag_run.run_id)
+
+
 #: Hours after a date's logical date by which its lists should be published (MOVIELENS_PUBLISH_DEADLINE_HOURS).
 DEFAULT_PUBLISH_DEADLINE_HOURS = 8.0
 

@@ -137,6 +137,10 @@ def storage_account(conn_id: str | None) -> str | None:
     return None
 
 
+class DateClaimed(RuntimeError):
+    """Another run (of this Airflow or another one on the same lake) is writing the date."""
+
+
 class RoutingError(RuntimeError):
     """A copy did not verify; the landed file is kept."""
 
@@ -333,6 +337,40 @@ class Lake:
     def write_json(self, path: "ObjectStoragePath", obj: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    # --- one writer per date ----------------------------------------------------------------
+    def claim_path(self, ds: str) -> "ObjectStoragePath":
+        return self.path(layout.CLAIMS, f"ds={layout.check_ds(ds)}.json")
+
+    def claim_date(self, ds: str, run_id: str, holder: str) -> dict[str, Any]:
+        """Claim ``ds`` for ``run_id`` before writing any of its zones: ``claims/ds=D.json``, created only if
+        absent (an exclusive create on every backend: ``O_EXCL``, S3's ``If-None-Match``, Azure's
+        ``If-None-Match``), so of two runs of one date, in one Airflow or in two on the same lake, one writes.
+        The same run claims again freely (a retry, a clear). Raises :class:`DateClaimed` naming the holder."""
+        path = self.claim_path(ds)
+        claim = {"ds": ds, "run_id": run_id, "holder": holder,
+                 "claimed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as out:
+                out.write((json.dumps(claim, indent=2, sort_keys=True) + "\n").encode())
+            return claim
+        except FileExistsError:
+            held = self.read_json(path)
+        if held.get("run_id") == run_id:
+            return held
+        raise DateClaimed(
+            f"ds={ds} is being written by run {held.get('run_id')!r} of {held.get('holder')} (since "
+            f"{held.get('claimed_at')}): this run ({run_id}) waits for it through its retries. Two runs of one date "
+            f"must not write it at once; if that run is gone for good, delete {self.uri(path)}")
+
+    def release_date(self, ds: str, run_id: str) -> bool:
+        """Drop ``run_id``'s claim on ``ds`` (at the end of its run, or when it fails); another run's stays."""
+        path = self.claim_path(ds)
+        if not path.exists() or self.read_json(path).get("run_id") != run_id:
+            return False
+        path.unlink()
+        return True
 
     # --- landing -----------------------------------------------------------------------------
     def land_bytes_from(self, local_file, ds: str, name: str | None = None) -> "ObjectStoragePath":

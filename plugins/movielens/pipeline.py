@@ -55,10 +55,34 @@ def known_movie_ids(lake: Lake, ds: str) -> set[int]:
     return ids
 
 
+def claim_date(ds: str, run_id: str, dag_id: str = "movielens_daily") -> dict[str, Any]:
+    """This run's claim on ``ds`` (:meth:`Lake.claim_date`), taken before it writes the date's zones; raises
+    ``DateClaimed`` while another run, of this Airflow or another one on the lake, holds it."""
+    import socket
+
+    settings = config.load()
+    holder = f"{dag_id} on {socket.gethostname()} ({settings.airflow_base_url})"
+    return Lake.from_settings(settings).claim_date(ds, run_id, holder)
+
+
+def release_date(ds: str, run_id: str) -> bool:
+    """Drop this run's claim on ``ds`` (its run is over: the summary is written, or the run failed)."""
+    return Lake.from_settings(config.load()).release_date(ds, run_id)
+
+
+def land(ds: str, run_id: str, mode: str) -> dict[str, Any]:
+    """The run's first step: claim the date, then land its files (``movielens.ingest.landing``)."""
+    from movielens.ingest import landing
+
+    claim_date(ds, run_id)
+    return landing.land(config.load(), ds, mode)
+
+
 def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
     """Validate one landed file, then route it to validated/ or rejected/ (copy, verify, record)."""
     from movielens.validation import validate_file
 
+    claim_date(ds, run_id)  # (again: a route cleared on its own, after its run released the date)
     settings = config.load()
     lake = Lake.from_settings(settings)
     landed = lake.zone(layout.LANDING, ds) / name
@@ -251,4 +275,5 @@ def build_run_summary(
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.spec["top_k"]),
     }
     lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)
+    lake.release_date(ds, run_id)  # the run's last write to the lake: another run of the date may start
     return summary

@@ -32,6 +32,7 @@ SILVER = "silver"
 GOLD = "gold"
 MODELS = "models"
 REPORTS = "reports"
+CLAIMS = "claims"  # claims/ds=D.json: the run writing date D (movielens.lake.Lake.claim_date); gone when it ends
 
 FILE_ZONES = (LANDING, VALIDATED, REJECTED)
 TABLE_ZONES = (BRONZE, SILVER, GOLD)

@@ -208,6 +208,7 @@ def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
     for name in validated:
         assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
     assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
+    assert not (lake / layout.CLAIMS / f"ds={DS}.json").exists(), "the finished run let go of its date"
     tables = ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations", "gold/similar_movies",
               "gold/popular_movies", "gold/ratings_by_year", "gold/rating_distribution", "gold/model_metrics",
               "gold/model_tuning")

@@ -63,6 +63,7 @@ def test_make_demo_runs_on_airflows_components_and_says_why_a_run_failed(tmp_pat
 
     assert (lake / "rejected" / f"ds={DS}" / "ratings.csv").read_bytes() == (folder / "ratings.csv").read_bytes()
     assert not (lake / "bronze").exists(), "Spark never ran on rejected data"
+    assert not (lake / "claims" / f"ds={DS}.json").exists(), "the failed run let go of its date"
     failures = [m for m in Mailbox(var / "mail").messages() if "FAILED" in m["Subject"]]
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.check_training_data for {DS} (try 1)"]
     for kind in ("html", "plain"):

@@ -22,7 +22,7 @@ import pytest
 
 from movielens.lake import Lake, RoutingError, lake_url_from_spark, spark_url, storage_account
 from spark_jobs.common import layout
-from tests import e2e, leaks
+from tests import e2e, lakecheck, leaks
 
 DS = "2026-11-20"
 PREFIX = "platform/lake"
@@ -151,6 +151,11 @@ def test_rerun_after_crash_and_relanding_duplicate_nothing(remote, tmp_path):
         f"rejected/ds={DS}/ratings.report.json",
         f"reports/ds={DS}/files/ratings.csv.json",
     ]
+
+
+def test_one_run_writes_a_date_at_a_time(remote):
+    """Claims are exclusive creates on S3 (If-None-Match) and Azure as on file://."""
+    lakecheck.one_writer_per_date(remote.lake, DS)
 
 
 def test_copy_that_does_not_verify_keeps_landing(remote, tmp_path, monkeypatch):

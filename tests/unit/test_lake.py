@@ -9,6 +9,7 @@ import pytest
 
 from movielens.lake import Lake, RoutingError
 from spark_jobs.common import layout
+from tests import lakecheck
 
 DS = "2026-11-20"
 
@@ -221,3 +222,30 @@ def test_lake_connection_defaults_by_scheme(monkeypatch):
         assert config.load().lake_conn_id == conn
     monkeypatch.setenv("MOVIELENS_LAKE_CONN_ID", "my_lake")
     assert config.load().lake_conn_id == "my_lake"
+
+
+def test_one_run_writes_a_date_at_a_time(lake_url):
+    lakecheck.one_writer_per_date(Lake(lake_url), DS)
+
+
+def test_a_run_that_does_not_hold_its_date_lands_and_routes_nothing(lake_url, monkeypatch, tmp_path):
+    """Run B of a date that run A is writing (another Airflow on the same lake): landing and routing refuse
+    before they write, and the files stay in landing for the run that holds the date."""
+    from movielens import pipeline
+    from movielens.lake import DateClaimed
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "movies.csv").write_bytes(b"movieId,title,genres\n1,Toy Story (1995),Comedy\n")
+    monkeypatch.setenv("MOVIELENS_DIR", str(source))
+    lake = Lake(lake_url)
+    pipeline.claim_date(DS, "manual__A")
+    with pytest.raises(DateClaimed, match="being written by run 'manual__A' of movielens_daily on "):
+        pipeline.land(DS, "manual__B", "folder")
+    assert not lake.zone(layout.LANDING, DS).exists()
+    assert pipeline.land(DS, "manual__A", "folder")["files"] == ["movies.csv"]
+    with pytest.raises(DateClaimed):
+        pipeline.process_landed_file(DS, "manual__B", "movies.csv")
+    assert [p.name for p in lake.landed_files(DS)] == ["movies.csv"] and not lake.records(DS)
+    assert pipeline.process_landed_file(DS, "manual__A", "movies.csv")["zone"] == "validated"
+    assert pipeline.release_date(DS, "manual__A") and pipeline.claim_date(DS, "manual__B")["run_id"] == "manual__B"
