@@ -155,7 +155,7 @@ def azurite_account() -> tuple[str, str]:
 
 
 class Azurite:
-    """Azurite's blob service, in memory (or, ``persistent``, on disk in ``workdir``: what a :meth:`kill` and a
+    """Azurite's blob service, in memory (or, ``persistent``, on disk in ``workdir``: what a :meth:`stop` and a
     new :meth:`start` on the same port keep), on a free port of 127.0.0.1; its own process group."""
 
     def __init__(self, workdir: Path, persistent: bool = False):
@@ -190,13 +190,6 @@ class Azurite:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         wait_for_port(self.port, timeout=60, proc=self._proc, log=self.log)
         return self
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed or evicted storage server: no shutdown, connections dropped mid-request."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
