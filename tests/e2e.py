@@ -29,7 +29,7 @@ def airflow_env_for(tmp_path: Path, mailbox, source: Path, extra: dict[str, str]
 
 
 @functools.cache
-def _migrated_db() -> Path:
+def migrated_db() -> Path:
     """A SQLite metadata DB that ``airflow db migrate`` made, once per test session."""
     home = Path(tempfile.mkdtemp(prefix="airflow-db-"))
     atexit.register(shutil.rmtree, home, True)
@@ -44,4 +44,4 @@ def migrate(env: dict[str, str]) -> None:
         local_airflow.migrate(env)
         return
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_migrated_db(), home / "airflow.db")
+    shutil.copyfile(migrated_db(), home / "airflow.db")
