@@ -154,13 +154,75 @@ def azurite_account() -> tuple[str, str]:
     return name.group(1), key.group(1)
 
 
-class Azurite:
-    """Azurite's blob service, in memory (or, ``persistent``, on disk in ``workdir``: what a :meth:`stop` and a
-    new :meth:`start` on the same port keep), on a free port of 127.0.0.1; its own process group."""
+class CuttableProxy:
+    """A TCP proxy on a free port of 127.0.0.1 to ``port``, whose :meth:`cut` drops every open connection and
+    refuses new ones until :meth:`restore`: the storage network gone mid-request, the server's data intact."""
 
-    def __init__(self, workdir: Path, persistent: bool = False):
+    def __init__(self, port: int):
+        import threading
+
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()  # (a refused connection, as from a host that is gone)
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._open |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self._lock:
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._open.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+class Azurite:
+    """Azurite's blob service, in memory, on a free port of 127.0.0.1; its own process group."""
+
+    def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
-        self.persistent = persistent
         self.port = free_port()
         self.account, self.key = azurite_account()
         self.endpoint = f"http://127.0.0.1:{self.port}/{self.account}"
@@ -177,16 +239,16 @@ class Azurite:
             str(AZURITE_BLOB),
             "--blobHost", "127.0.0.1",
             "--blobPort", str(self.port),
-            *(["--location", str(self.workdir / "data")] if self.persistent else
-              # In-memory extents otherwise may take half the machine's RAM.
-              ["--inMemoryPersistence", "--extentMemoryLimit", "512"]),
+            "--inMemoryPersistence",
+            # In-memory extents otherwise may take half the machine's RAM.
+            "--extentMemoryLimit", "512",
             # Otherwise it reports to an outside host.
             "--disableTelemetry",
             # The Python SDK may speak a newer API version than the emulator knows.
             "--skipApiVersionCheck",
             "--loose",
         ]
-        with self.log.open("ab") as out:
+        with self.log.open("wb") as out:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         wait_for_port(self.port, timeout=60, proc=self._proc, log=self.log)
         return self
