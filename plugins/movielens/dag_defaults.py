@@ -51,19 +51,24 @@ def default_args() -> dict:
     }
 
 
-def release_date_of_failed_run(context) -> None:
-    """The daily DAG's ``on_failure_callback``: a failed run lets go of its date's claim
-    (:meth:`movielens.lake.Lake.claim_date`), so that another run of the date can write it. Never raises."""
+def release_claim(ds: str | None, run_id: str | None) -> None:
+    """Let go of ``run_id``'s claim on ``ds`` (:meth:`movielens.lake.Lake.claim_date`) when the run fails, so
+    that another run of the date can write it; a clear takes it back. Never raises (a callback)."""
     import logging
 
-    dag_run = context["dag_run"]
     try:
         from movielens import pipeline
 
-        if dag_run.logical_date is not None:
-            pipeline.release_date(dag_run.logical_date.date().isoformat(), dag_run.run_id)
-    except Exception:  # noqa: BLE001 - a callback must not fail; the claim then says how to drop it by hand
-        logging.getLogger(__name__).exception("could not release the claim of %s", dag_run.run_id)
+        if ds and run_id:
+            pipeline.release_date(ds, run_id)
+    except Exception:  # noqa: BLE001 - the claim's message then says how to drop it by hand
+        logging.getLogger(__name__).exception("could not release the claim of %s on ds=%s", run_id, ds)
+
+
+def release_date_of_failed_run(context) -> None:
+    """The daily DAG's ``on_failure_callback`` (a run that failed without a task failing: its timeout)."""
+    dag_run = context["dag_run"]
+    release_claim(dag_run.logical_date.date().isoformat() if dag_run.logical_date else None, dag_run.run_id)
 
 
 #: Hours after a date's logical date by which its lists should be published (MOVIELENS_PUBLISH_DEADLINE_HOURS).

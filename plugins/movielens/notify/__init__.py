@@ -24,15 +24,19 @@ from airflow.sdk import BaseNotifier, BaseOperator
 
 
 class FailureEmail(BaseNotifier):
-    """Task failure email to ``MOVIELENS_ALERT_EMAIL_TO``; use as ``on_failure_callback``.
+    """Task failure email to ``MOVIELENS_ALERT_EMAIL_TO``; use as ``on_failure_callback`` (Airflow calls it when
+    a task fails with no retry left). Then the run lets go of its date's claim
+    (:meth:`movielens.lake.Lake.claim_date`): it will end failed, and a clear takes the claim back.
 
     A plain notifier rather than the provider's ``SmtpNotifier``, whose message is HTML only.
     """
 
     def notify(self, context) -> None:
+        from movielens.dag_defaults import release_claim
         from movielens.notify.failure import send_failure_email
 
         send_failure_email(context)
+        release_claim(context.get("ds"), getattr(context.get("ti"), "run_id", None))
 
 
 class SuccessEmailOperator(BaseOperator):
