@@ -425,11 +425,17 @@ class AirflowStack:
         return self.wait_for_run(dag_id, run_id, timeout=timeout)
 
     def failed_tasks(self, dag_id: str, run_id: str) -> dict[str, Path]:
-        """The run's failed tasks and their latest log files."""
-        states = self.task_states(dag_id, run_id)
-        logs = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-        return {task: max((logs / f"task_id={task}").glob("attempt=*.log"), default=logs / f"task_id={task}")
-                for task, state in states.items() if state == "failed"}
+        """The run's failed tasks (a mapped one as ``task[i]``, as :meth:`task_states` names it) and their latest
+        log files (Airflow's layout: ``task_id=T/attempt=N.log``, mapped ``task_id=T/map_index=I/attempt=N.log``)."""
+        runs = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        failed = {}
+        for task, state in self.task_states(dag_id, run_id).items():
+            if state != "failed":
+                continue
+            task_id, _, index = task.partition("[")
+            folder = runs / f"task_id={task_id}" / (f"map_index={index.rstrip(']')}" if index else "")
+            failed[task] = max(folder.glob("attempt=*.log"), default=folder)
+        return failed
 
     def dag_runs(self, dag_id: str, **query: str) -> list[dict]:
         from urllib.parse import urlencode
