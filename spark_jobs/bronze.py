@@ -80,7 +80,7 @@ def transform(df: DataFrame, kind: str) -> DataFrame:
 def known_movies(spark: SparkSession, lake_root: str, ds: str) -> DataFrame | None:
     """movieIds of every bronze movies partition with ds <= D (this date's is written first)."""
     root = layout.table_root(lake_root, layout.BRONZE, "movies")
-    partitions = [n for n in session.list_names(spark, root) if n.startswith("ds=") and n[3:] <= ds]
+    partitions = [layout.partition(d) for d in session.table_dates(spark, lake_root, layout.BRONZE, "movies") if d <= ds]
     if not partitions:
         return None
     return spark.read.parquet(*[layout.join(root, p) for p in partitions]).select("movieId").distinct()

@@ -27,7 +27,7 @@ class NoTrainingData(RuntimeError):
 def extract_history(spark: SparkSession, lake_root: str, table: str, ds: str) -> DataFrame | None:
     """Every bronze partition of ``table`` with ds <= D, or None when there is none."""
     root = layout.table_root(lake_root, layout.BRONZE, table)
-    partitions = [n for n in session.list_names(spark, root) if n.startswith("ds=") and n[3:] <= ds]
+    partitions = [layout.partition(d) for d in session.table_dates(spark, lake_root, layout.BRONZE, table) if d <= ds]
     if not partitions:
         return None
     return spark.read.option("basePath", root).parquet(*[layout.join(root, p) for p in partitions])

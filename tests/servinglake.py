@@ -37,6 +37,7 @@ def _parquet(rows: list[dict]) -> bytes:
 
 def _table(put: Put, zone: str, table: str, ds: str, rows: list[dict]) -> None:
     put(f"{zone}/{table}/ds={ds}/part-00000.parquet", _parquet(rows))
+    put(f"{zone}/{table}/ds={ds}/{layout.COMPLETE_MARKER}", b"")  # whole, as Spark marks a partition it wrote
 
 
 def write(put: Put) -> None:

@@ -1,4 +1,4 @@
-"""What every movielens DAG shares: owner, retries and the failure email (one definition for all DAGs)."""
+"""What every movielens DAG shares: owner, retries, time limits and the failure email (one definition for all DAGs)."""
 
 from __future__ import annotations
 
@@ -39,13 +39,36 @@ def timeout(kind: str) -> dt.timedelta:
     return dt.timedelta(**{unit: value})
 
 
+#: Retries of a failed task (read when the DAG is parsed), each a variable: how many, and the wait before each.
+#: Tasks whose external call is not idempotent set their own (``movielens.compute.tasks.NOT_RETRIED``: none).
+RETRIES = {
+    "retries": ("MOVIELENS_TASK_RETRIES", 2, 0, 10),
+    "retry_delay_s": ("MOVIELENS_RETRY_DELAY_SECONDS", 30, 0, 3600),
+}
+
+
+def retry_setting(kind: str) -> int:
+    """The whole number of :data:`RETRIES` ``kind``, from its variable or its default, within its bounds."""
+    import os
+
+    env, default, low, high = RETRIES[kind]
+    raw = os.environ.get(env, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{env} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{env} must be between {low} and {high}, got {raw!r}")
+    return value
+
+
 def default_args() -> dict:
     from movielens.notify import FailureEmail
 
     return {
         "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
+        "retries": retry_setting("retries"),
+        "retry_delay": dt.timedelta(seconds=retry_setting("retry_delay_s")),
         "execution_timeout": timeout("task"),
         "on_failure_callback": FailureEmail(),
     }

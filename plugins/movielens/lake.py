@@ -290,8 +290,10 @@ class Lake:
         return self.partition_dates(self.path(layout.VALIDATED), upto)
 
     def table_dates(self, zone: str, table: str, upto: str) -> list[str]:
-        """Dates with a partition of a bronze/silver/gold table, up to and including ``upto``."""
-        return self.partition_dates(self.path(zone, table), upto)
+        """Dates with a whole partition (``layout.COMPLETE_MARKER``: Spark wrote all of it) of a bronze/silver/gold
+        table, up to and including ``upto``; as ``spark_jobs.common.session.table_dates`` reads them."""
+        root = self.path(zone, table)
+        return [d for d in self.partition_dates(root, upto) if (root / layout.partition(d) / layout.COMPLETE_MARKER).exists()]
 
     def publication(self, ds: str) -> dict[str, Any] | None:
         """The publish gate's record of ``ds`` (``reports/ds=D/publication.json``), None when there is none."""

@@ -48,6 +48,9 @@ DATA_DOCS = "data_docs"  # reports/ds=D/data_docs/index.html: GX Data Docs of th
 RUN_REPORT = "report.html"  # reports/ds=D/report.html: the run's report, one self-contained HTML file
 PUBLICATION = "publication.json"  # reports/ds=D/publication.json: whether D's lists were served (the gate)
 ROUTING_RECORDS = "files"
+#: Spark writes it into a table partition last, when the partition is whole. Readers of earlier dates take only
+#: partitions that have it (``spark_jobs.common.session.table_dates``): a job stopped mid-write leaves none.
+COMPLETE_MARKER = "_SUCCESS"
 REPORT_SUFFIX = ".report.json"
 
 _DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

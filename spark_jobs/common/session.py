@@ -81,10 +81,17 @@ def read_json(spark: SparkSession, url: str):
 
 
 def table_dates(spark: SparkSession, lake_root: str, zone: str, table: str) -> list[str]:
-    """The dates of a table's ``ds=`` partitions, sorted."""
+    """The dates of a table's whole ``ds=`` partitions (with ``layout.COMPLETE_MARKER``), sorted. A partition
+    without it (its job was stopped mid-write) is left out, as if that date's job had not run, and said so."""
     from spark_jobs.common import layout
 
-    return [n[3:] for n in list_names(spark, layout.table_root(lake_root, zone, table)) if n.startswith("ds=")]
+    root = layout.table_root(lake_root, zone, table)
+    dates = [n[3:] for n in list_names(spark, root) if n.startswith("ds=")]
+    whole = [d for d in dates if exists(spark, layout.join(root, layout.partition(d), layout.COMPLETE_MARKER))]
+    for d in sorted(set(dates) - set(whole)):
+        print(f"WARNING: {layout.join(root, layout.partition(d))} has no {layout.COMPLETE_MARKER} (its job was stopped "
+              f"mid-write): left out until ds={d} runs again")
+    return whole
 
 
 def write_text(spark: SparkSession, url: str, text: str) -> None:

@@ -148,3 +148,20 @@ def test_every_run_and_the_spark_job_have_a_time_limit_from_the_environment(monk
     monkeypatch.setenv("MOVIELENS_TASK_TIMEOUT_MINUTES", "soon")
     with pytest.raises(ValueError, match="MOVIELENS_TASK_TIMEOUT_MINUTES must be a number of minutes, got 'soon'"):
         dag_defaults.default_args()
+
+
+def test_retries_and_their_delay_come_from_the_environment_except_for_calls_never_retried(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from movielens import dag_defaults
+
+    monkeypatch.setenv("MOVIELENS_TASK_RETRIES", "4")
+    monkeypatch.setenv("MOVIELENS_RETRY_DELAY_SECONDS", "7")
+    daily = DagBag(dag_folder=str(DAGS / "movielens_daily.py")).dags["movielens_daily"]
+    assert (daily.task_dict["land_files"].retries, daily.task_dict["spark.local"].retries) == (4, 4)
+    assert daily.task_dict["land_files"].retry_delay.total_seconds() == 7
+    assert daily.task_dict["spark.emr_create_cluster"].retries == 0
+    for value, message in (("two", "must be a whole number, got 'two'"), ("11", "must be between 0 and 10, got '11'")):
+        monkeypatch.setenv("MOVIELENS_TASK_RETRIES", value)
+        with pytest.raises(ValueError, match=f"MOVIELENS_TASK_RETRIES {message}"):
+            dag_defaults.default_args()

@@ -87,3 +87,42 @@ def test_files_that_never_land_time_out_with_a_failure_email(tmp_path, mailbox):
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.wait_for_landed_files for {DS} (try 1)"]
     body = failures[0].get_body(preferencelist=("html",)).get_content()
     assert "no ratings file in file://" in body and f"landing/ds={DS}" in body
+
+
+def test_a_spark_job_past_its_time_limit_is_killed_retried_and_emailed(tmp_path, mailbox):
+    """The local Spark job outlives MOVIELENS_SPARK_TIMEOUT_MINUTES (a hung job, as far as Airflow can tell):
+    each try is stopped at its limit with its Spark processes (no writer is left behind for the retry), the last
+    try's failure emails the team, and the run lets go of its date."""
+    import datetime as dt
+
+    import psutil
+
+    from movielens.ingest import synthetic
+
+    source = tmp_path / "source"
+    synthetic.generate_size(source, "tiny", seed=3, end=dt.date.fromisoformat(DS))
+    env = airflow_env_for(tmp_path, mailbox, source)
+    env.update(MOVIELENS_SPARK_TIMEOUT_MINUTES="0.25", MOVIELENS_TASK_RETRIES="1", MOVIELENS_RETRY_DELAY_SECONDS="1")
+    e2e.migrate(env)
+    state = local_airflow.dags_test("movielens_daily", DS, env, conf={"ingest": "folder"}, log_file=tmp_path / "dags_test.log")
+    log = (tmp_path / "dags_test.log").read_text()
+    assert state == "failed", log[-3000:]
+    lake = tmp_path / "lake"
+
+    def spark_of_this_lake() -> list[str]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if str(lake) in cmdline and "daily.py" in cmdline:
+                found.append(f"{proc.pid}: {cmdline[:200]}")
+        return found
+
+    assert spark_of_this_lake() == [], "a timed-out try leaves no Spark process writing the date"
+    failures = [m for m in mailbox.messages() if "FAILED" in m["Subject"]]
+    assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.spark.local for {DS} (try 2)"]
+    body = failures[0].get_body(preferencelist=("plain",)).get_content()
+    assert "AirflowTaskTimeout" in body and "spark.local" in body, body[:2000]
+    assert (lake / "reports" / f"ds={DS}" / "routing").is_dir() and not (lake / "reports" / f"ds={DS}" / "run_summary.json").exists()
+    assert "Sending kill signal to spark-submit" in log and log.count("AirflowTaskTimeout") >= 2, "each try stopped at its limit"
+    assert sorted(p.name for p in (lake / "validated" / f"ds={DS}").iterdir()) == sorted(p.name for p in source.glob("*.csv"))
+    assert not (lake / "claims" / f"ds={DS}.json").exists(), "the failed run let go of its date"

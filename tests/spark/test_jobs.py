@@ -43,6 +43,26 @@ def test_the_older_releases_genre_names_are_normalised(spark):
     assert got[2]["genre_list"] == [] and got[3]["genre_list"] == ["Children", "Drama"]
 
 
+def test_a_partition_its_job_did_not_finish_writing_is_never_read_as_history(spark, tmp_path, capsys):
+    """A Spark job stopped mid-write leaves a partition without _SUCCESS (part files in _temporary, or some
+    moved already): later dates read the history without it, saying so, as the Airflow side lists it."""
+    from movielens.lake import Lake
+
+    root = tmp_path.as_uri()
+    schema = "userId int, movieId int, rating double, timestamp long"
+    for ds, rows in (("2026-01-01", [(1, 10, 4.0, 1)]), ("2026-01-02", [(2, 10, 3.0, 2)]), ("2026-01-03", [(3, 10, 5.0, 3)])):
+        spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(layout.table_dir(root, layout.BRONZE, "ratings", ds))
+    stopped = tmp_path / layout.BRONZE / "ratings" / "ds=2026-01-02"
+    (stopped / layout.COMPLETE_MARKER).unlink()  # its files are there, but the job never said they are all
+    assert list(stopped.glob("part-*.parquet"))
+
+    history = silver.extract_history(spark, root, "ratings", "2026-01-03")
+    assert sorted((r["ds"], r["userId"]) for r in history.collect()) == [("2026-01-01", 1), ("2026-01-03", 3)]
+    assert f"{root}/bronze/ratings/ds=2026-01-02 has no _SUCCESS (its job was stopped mid-write): left out until " \
+        "ds=2026-01-02 runs again" in capsys.readouterr().out
+    assert Lake(root).table_dates(layout.BRONZE, "ratings", "2026-01-03") == ["2026-01-01", "2026-01-03"]
+
+
 def test_bayesian_average_shrinks_small_counts(spark):
     ratings = spark.createDataFrame(
         [(u, 1, 5.0) for u in range(1, 3)] + [(u, 2, 3.0) for u in range(1, 21)], "userId int, movieId int, rating double"

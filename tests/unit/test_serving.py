@@ -37,6 +37,7 @@ def write_gold(lake_root, ds: str, recommendations: dict[int, list[int]], simila
         folder = lake_root / layout.GOLD / table / f"ds={ds}"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), folder / "part-00000.parquet")
+        (folder / layout.COMPLETE_MARKER).touch()
 
 
 @pytest.fixture
@@ -185,6 +186,7 @@ def test_an_unknown_user_gets_the_popularity_fallback_marked_so(serving_db, lake
     silver.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([{"userId": 12, "movieId": 3, "rating": 4.0, "genre_list": ["Crime", "Thriller"]}]),
                    silver / "part-00000.parquet")
+    (silver / layout.COMPLETE_MARKER).touch()
     answer = lookup.lookup_recommendations(12, n=3, source="lake")
     # Scores: Casino 30 x 1 (Crime), Fargo 10 x 1 (Crime); the others 0, in popularity order; Heat was rated.
     assert [(r["movie_id"], r["score"]) for r in answer["rows"]] == [(4, 30.0), (5, 10.0), (2, 0.0)]

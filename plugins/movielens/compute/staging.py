@@ -32,7 +32,6 @@ from spark_jobs.common import layout
 
 log = logging.getLogger(__name__)
 
-SPARK_MARKER = "_SUCCESS"
 
 
 @dataclass(frozen=True)
@@ -290,7 +289,7 @@ class LocalStaging:
                 continue
             news = sorted(p for p in local.rglob("*") if p.is_file() and not _is_hidden(p.relative_to(local).as_posix()))
             # Data first, Spark's completion markers last: a reader never sees a marker without its data.
-            for batch in ([p for p in news if p.name != SPARK_MARKER], [p for p in news if p.name == SPARK_MARKER]):
+            for batch in ([p for p in news if p.name != layout.COMPLETE_MARKER], [p for p in news if p.name == layout.COMPLETE_MARKER]):
                 if batch:
                     fs.put([str(p) for p in batch], [f"{remote}/{p.relative_to(local).as_posix()}" for p in batch])
                     uploaded += len(batch)
