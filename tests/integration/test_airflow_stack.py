@@ -8,10 +8,10 @@ One stack and one lake serve the module, in the order a team meets them:
 - ``movielens_daily`` triggered through the REST API (token, unpause, ``POST .../dagRuns`` with a conf
   and a logical date), landing a folder with one bad file beside the good ones: the lake's zones and
   tables, the run summary, the report, the Data Docs, the success and incident emails, and the
-  recommendations published to the serving database (a second database of the same PostgreSQL). This
-  first date tunes both models;
-- the same run cleared (``POST .../dagRuns/{id}/clear``), so it runs again: nothing in the lake changes
-  but the per-run values, tuning included;
+  recommendations published to the serving database (a second database of the same PostgreSQL). Its
+  movies file names genres as ml-100k/ml-1m/ml-10m do (Children's, unknown). This first date tunes both models;
+- the same run cleared (``POST .../dagRuns/{id}/clear``), so it runs again, its Spark job killed (SIGKILL)
+  mid-write and retried by Airflow: nothing in the lake changes but the per-run values, tuning included;
 - ``airflow backfill create`` of the next three dates, whose files landed beforehand, with the command
   line's default max active runs (the dates must still run in date order): each reuses the first date's
   tuned parameters; then the same dates again with ``--reprocess-behavior completed``: nothing changes;
@@ -96,6 +96,10 @@ def deployment(tmp_path_factory, postgres_server):
     work = tmp_path_factory.mktemp("stack")
     source = work / "source"
     synthetic.generate_size(source, "tiny", seed=7, end=dt.date.fromisoformat(DS))
+    # The genre names of the older releases, as a CSV another tool made of ml-100k would have them.
+    movies = (source / "movies.csv").read_text()
+    assert "|Children" in movies and layout.NO_GENRES in movies
+    (source / "movies.csv").write_text(movies.replace("Children", "Children's").replace(layout.NO_GENRES, "unknown"))
     # One bad file beside the good ones: it must be rejected with a report while the run goes on.
     (source / "ratings_broken.csv").write_text("userId,movieId,rating,timestamp\n1,1,7.5,964982703\n2,1,4.0,964982703\n")
     serving_db = postgres_server.create_database("movielens_serving")
@@ -112,6 +116,7 @@ def deployment(tmp_path_factory, postgres_server):
                 "MOVIELENS_CACHE_DIR": str(work / "cache"),
                 "MOVIELENS_SPARK_DRIVER_MEMORY": "1g",
                 "MOVIELENS_SERVING_CONN_ID": "movielens_serving",
+                "MOVIELENS_RETRY_DELAY_SECONDS": "5",  # the clear test's killed Spark job is retried
                 "AIRFLOW_CONN_MOVIELENS_SERVING": postgres_server.connection_json(serving_db),
                 # Unpausing must not start today's scheduled run: the tests make every run themselves.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
@@ -207,6 +212,10 @@ def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
     assert rejected == ["ratings_broken.csv", "ratings_broken.report.json"]
     for name in validated:
         assert (lake / "validated" / f"ds={DS}" / name).read_bytes() == (source / name).read_bytes()
+    import pyarrow.parquet as pq
+
+    genres = {g for row in pq.read_table(lake / "silver" / "movies" / f"ds={DS}").column("genre_list").to_pylist() for g in row}
+    assert "Children" in genres and genres <= set(layout.GENRES), "the older releases' names are normalised"
     assert not any((lake / "landing" / f"ds={DS}").iterdir()), "landing is cleared after routing"
     assert not (lake / layout.CLAIMS / f"ds={DS}.json").exists(), "the finished run let go of its date"
     tables = ("bronze/ratings", "silver/ratings", "silver/movie_stats", "gold/recommendations", "gold/similar_movies",
@@ -268,17 +277,49 @@ def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
     assert "rating_range" in incident and "7.5" in incident and f"rejected/ds={DS}/ratings_broken.report.json" in incident
 
 
+def kill_spark_job_mid_write(lake: Path, ds: str, timeout: float) -> str:
+    """SIGKILL the Spark job (spark-submit's JVM and its Python driver) writing ``lake`` as soon as a table
+    partition of ``ds`` is being written (Spark's ``_temporary`` in it); returns that partition."""
+    import os
+    import signal
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        writing = next((p for zone in layout.TABLE_ZONES for p in (lake / zone).glob(f"*/ds={ds}/_temporary")), None)
+        if writing:
+            procs = [p for p in psutil.process_iter(["cmdline"])
+                     if str(lake) in " ".join(p.info["cmdline"] or []) and "daily.py" in " ".join(p.info["cmdline"] or [])]
+            assert procs, f"{writing} is being written but no Spark process of the lake was found"
+            for proc in procs:
+                os.kill(proc.pid, signal.SIGKILL)
+            return str(writing.parent.relative_to(lake))
+        time.sleep(0.05)
+    raise AssertionError(f"no table partition of ds={ds} was written within {timeout} s")
+
+
 def test_clearing_the_run_runs_it_again_and_changes_nothing(deployment, daily_run):
     """Cleared (as the UI's Clear does; ``make demo`` of a date that ran does it through
-    ``AirflowStack.run_date``), the run lands the same files again and tunes again: the same lake."""
+    ``AirflowStack.run_date``), the run lands the same files again and tunes again; its Spark job is killed
+    (SIGKILL) while it writes a partition, and Airflow's retry rewrites it: the same lake, no partial file."""
+    from concurrent.futures import ThreadPoolExecutor
+
     stack, lake, run_id = deployment.stack, deployment.lake, daily_run["dag_run_id"]
     assert daily_run["state"] == "success", deployment.explain(DAILY, run_id)
     report = lake / "reports" / f"ds={DS}" / layout.RUN_REPORT
     before, report_before, summary = lakecheck.snapshot(lake), report.read_bytes(), deployment.summary(DS)
+    tries = task_instance(stack, run_id, "spark.local")["try_number"]
 
-    again = stack.run_date(DAILY, DS, conf={"ingest": "folder"}, timeout=900)
+    with ThreadPoolExecutor(1) as pool:
+        clearing = pool.submit(stack.run_date, DAILY, DS, conf={"ingest": "folder"}, timeout=900)
+        killed_in = kill_spark_job_mid_write(lake, DS, timeout=600)
+        again = clearing.result()
     assert again["dag_run_id"] == run_id and again["state"] == "success", deployment.explain(DAILY, run_id)
     assert when(again["end_date"]) > when(daily_run["end_date"]), "the run ran again"
+    # A clear starts a new try, the kill's retry one more.
+    assert task_instance(stack, run_id, "spark.local")["try_number"] == tries + 2, f"killed in {killed_in}, retried once"
+    assert not list(lake.rglob("_temporary")), "no partial output is left"
     assert lakecheck.differences(before, lakecheck.snapshot(lake)) == []
     assert report.read_bytes() == report_before, "the report is the same for the same data"
     summary_again = deployment.summary(DS)
