@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             report["outputs"].update(trained["outputs"])
             report["train_timings_s"] = trained["train_timings_s"]
         else:
-            counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, settings["similar_per_movie"])
+            counts = similar.run(spark, args.lake_root, args.ds, train.SIMILARITY_MODEL, settings)
             report["counts"].setdefault("gold", {}).update(counts)
             report["outputs"]["similar_movies"] = gold_table("similar_movies", args.ds)
         report["timings_s"][stage] = round(time.monotonic() - t0, 2)

@@ -163,11 +163,18 @@ SETTINGS: tuple[Setting, ...] = (
             "data).", 100, 10_000_000, title="Tuning sample (users)", tuning_input=True),
     # Outputs.
     Setting("refit", str, "top-n", "Models refit on every rating up to the date after evaluation: top-n (the "
-            "product's model), all (also the rating model, whose factors give similar movies), none.",
+            "product's model), all (also the rating model, whose factors give similar "
+            "movies from als-factors), none.",
             choices=("top-n", "all", "none"), title="Refit after evaluation"),
     Setting("liked_threshold", float, 4.0, "A rating at least this high counts as liked (silver tables).", 0.5, 5),
     Setting("recommendations_per_user", int, 20, "Recommendations kept per user.", 1, 1000),
     Setting("similar_per_movie", int, 50, "Similar movies kept per movie.", 1, 1000),
+    Setting("similar_source", str, "item-knn", "What similar movies come from: item-knn (cosine of the movies' "
+            "liked-by-user vectors) or als-factors (cosine of the rating model's ALS movie factors); "
+            "bench/RESULTS.md compares them.", choices=("item-knn", "als-factors")),
+    Setting("similar_liked_threshold", float, 3.0, "item-knn: a rating at least this high counts as a like.", 0.5, 5),
+    Setting("similar_min_ratings", int, 10, "A movie is another's similar movie only with at least this many "
+            "ratings (rarely rated movies have noisy neighbours).", 1, 1_000_000_000),
     Setting("popular_min_ratings", int, 50, "Ratings a movie needs to be ranked among the popular movies.", 1,
             1_000_000_000),
     Setting("popular_top_n", int, 20, "Movies per popularity ranking.", 1, 1000),

@@ -327,13 +327,17 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
     put(remote, f"rejected/ds={DS}/ratings_bad.csv", b"bad")
     for ds in (before, DS, after):
         put(remote, f"bronze/movies/ds={ds}/part-0.parquet", b"m" + ds.encode())
+        put(remote, f"bronze/movies/ds={ds}/_SUCCESS", b"")
         put(remote, f"bronze/ratings/ds={ds}/part-0.parquet", b"r" + ds.encode())
         put(remote, f"bronze/ratings/ds={ds}/_SUCCESS", b"")
     put(remote, f"bronze/tags/ds={before}/part-0.parquet", b"t")
+    # A partition whose job was stopped mid-write (no _SUCCESS): never staged as history.
+    put(remote, "bronze/ratings/ds=2026-11-18/part-0.parquet", b"partial")
     # The checks' inputs: the latest silver before D, and the served date's lists, ratings and records
     # (its model artifacts are not needed).
     earlier = {f"silver/ratings/ds={before}/part-0.parquet": b"s", f"silver/movies/ds={before}/part-0.parquet": b"sm",
                f"gold/recommendations/ds={before}/part-0.parquet": b"served",
+               **{f"{table}/ds={before}/_SUCCESS": b"" for table in ("silver/ratings", "silver/movies", "gold/recommendations")},
                f"reports/ds={before}/publication.json": b'{"published": true}', f"models/ds={before}/params.json": b"{}"}
     for rel, data in earlier.items():
         put(remote, rel, data)
@@ -348,6 +352,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         root = stage.root
         got = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         assert got == sorted([
+            f"bronze/movies/ds={before}/_SUCCESS",
             f"bronze/movies/ds={before}/part-0.parquet",
             f"bronze/ratings/ds={before}/_SUCCESS",
             f"bronze/ratings/ds={before}/part-0.parquet",
@@ -356,7 +361,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         ])
         assert (root / f"validated/ds={DS}/movies.csv").read_bytes() == MOVIES
         assert all((root / rel).read_bytes() == data for rel, data in earlier.items())
-        assert stats["files"] == 9
+        assert stats["files"] == 13
         assert stats["bytes"] == len(MOVIES) + 2 * len(b"m" + before.encode()) + sum(map(len, earlier.values()))
 
         # What a Spark run leaves in the folder (checksum files included; no tags validated today).
@@ -378,8 +383,8 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
         (root / f"reports/ds={DS}/spark_job.json").write_text(json.dumps(report))
         out = stage.upload()
     assert not root.exists(), "the staging folder is removed"
-    # Removed first: bronze movies (1) and ratings (2) of ds=D, the old tags, recommendations and model.
-    assert out["removed"] == 6 and out["files"] == 8
+    # Removed first: bronze movies (2) and ratings (2) of ds=D, the old tags, recommendations and model.
+    assert out["removed"] == 7 and out["files"] == 8
 
     keys = set(remote.keys())
     for rel, data in written.items():
@@ -393,7 +398,7 @@ def test_staging_moves_only_the_partitions_a_job_needs_and_replaces_outputs(remo
     assert not any("part-old" in k for k in keys), "old outputs of ds=D are replaced"
     saved = json.loads(remote.lake.path(f"reports/ds={DS}/spark_job.json").read_text())
     assert saved["outputs"] == report["outputs"], "relative to the lake root, as the job wrote them"
-    assert saved["staging"]["in"]["files"] == 9
+    assert saved["staging"]["in"]["files"] == 13
 
 
 # --- end to end -------------------------------------------------------------------------------------------

@@ -73,3 +73,44 @@ def test_similar_movies_are_the_nearest_by_cosine(spark):
             assert np.allclose([s for _, _, s in ranked], np.sort(cosine[row])[::-1][:5], atol=1e-5)
         else:
             assert all(s == 0.0 for _, _, s in ranked)
+
+
+def test_item_knn_lists_the_nearest_by_cosine_of_likes_among_movies_with_enough_ratings(spark):
+    """Brute force on a small random matrix: every listed neighbour has its exact cosine, the lists hold the
+    best n of the movies with at least min_ratings ratings and a like in common, and never the movie itself."""
+    rng = np.random.default_rng(11)
+    n_users, n_movies, n, floor = 30, 25, 4, 6
+    rated = rng.random((n_users, n_movies)) < 0.3
+    stars = rng.integers(1, 11, size=(n_users, n_movies)) / 2.0
+    rows = [(u + 1, m + 100, float(stars[u, m])) for u in range(n_users) for m in range(n_movies) if rated[u, m]]
+    ratings = spark.createDataFrame(rows, "userId int, movieId int, rating double")
+    got = similar.similar_movies_knn(ratings, n=n, liked_threshold=3.0, min_ratings=floor).collect()
+
+    liked = (rated & (stars >= 3.0)).astype(float)
+    norms = np.linalg.norm(liked, axis=0)
+    cosine = (liked.T @ liked) / np.outer(np.where(norms > 0, norms, 1), np.where(norms > 0, norms, 1))
+    eligible = rated.sum(axis=0) >= floor
+    assert 0 < eligible.sum() < n_movies, "the floor leaves some movies out"
+    by_movie = {}
+    for r in got:
+        by_movie.setdefault(r["movieId"], []).append((r["rank"], r["similar_movieId"], r["similarity"]))
+    assert set(by_movie) <= {m for _, m, _ in rows}, "only rated movies have lists"
+    for m in range(n_movies):
+        candidates = [j for j in range(n_movies) if j != m and eligible[j] and cosine[m, j] > 0]
+        best = sorted((cosine[m, j] for j in candidates), reverse=True)[:n]
+        listed = sorted(by_movie.get(m + 100, []))
+        assert [rank for rank, _, _ in listed] == list(range(1, len(best) + 1)), m
+        assert np.allclose([s for _, _, s in listed], best, atol=1e-5), m
+        for _, other, score in listed:
+            j = other - 100
+            assert j != m and eligible[j] and abs(cosine[m, j] - score) < 1e-5, (m, other)
+
+
+def test_similar_movies_from_als_factors_leave_out_rarely_rated_movies(spark):
+    vectors = np.array([[1.0, 0.0], [0.99, 0.1], [0.9, 0.4], [0.0, 1.0]], np.float32)
+    factors = spark.createDataFrame([(i + 1, v.tolist()) for i, v in enumerate(vectors)], "id int, features array<float>")
+    got = similar.similar_movies(factors, n=2, support={1: 50, 2: 3, 3: 50, 4: 50}, min_ratings=10).collect()
+    lists = {}
+    for r in sorted(got, key=lambda r: (r["movieId"], r["rank"])):
+        lists.setdefault(r["movieId"], []).append(r["similar_movieId"])
+    assert lists[1] == [3, 4] and lists[2] == [1, 3], "movie 2 (3 ratings) is nobody's neighbour, but has its own list"
