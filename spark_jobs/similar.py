@@ -1,7 +1,7 @@
 """Similar movies: for every movie, the movies closest to it, from one of two sources (``similar_source``):
 
 - ``item-knn`` (the default): the cosine of the movies' binary "liked" vectors over users (a rating of at
-  least ``similar_liked_threshold``), item-kNN as in the Azure ML MovieLens system; on the silver ratings of D;
+  least ``knn_liked_threshold``), item-kNN as in the Azure ML MovieLens system; on the silver ratings of D;
 - ``als-factors``: the cosine of the rating model's ALS movie factors (``models/ds=D/als_explicit``).
 
 Either way a movie is another's neighbour only with at least ``similar_min_ratings`` ratings, so a movie rated
@@ -139,7 +139,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, model_name: str, settings:
     movies = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "movies", ds))
     n, min_ratings = settings["similar_per_movie"], settings["similar_min_ratings"]
     if settings["similar_source"] == "item-knn":
-        similar = similar_movies_knn(ratings, n, settings["similar_liked_threshold"], min_ratings)
+        similar = similar_movies_knn(ratings, n, settings["knn_liked_threshold"], min_ratings)
     else:
         from pyspark.ml.recommendation import ALSModel
 

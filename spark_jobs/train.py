@@ -4,6 +4,7 @@ Models (see ``rating_model`` and ``top_n_model``):
 
 - ``als_explicit``: the rating model, biases + explicit Spark ALS on the residuals, tuned for RMSE;
 - ``ease_ials``: the top-N model, EASE blended with implicit ALS, tuned for NDCG@k;
+- ``item_knn``: item-kNN on liked movies (``item_knn``), evaluated beside them, not served;
 - ``popularity``: the baseline, each user's most-rated unseen movies.
 
 Protocol (``evaluation``): a split stratified by movie (test fraction 0.25, seed 42 by default); tuning
@@ -34,7 +35,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_jobs import evaluation, rating_model, top_n_model
+from spark_jobs import evaluation, item_knn, rating_model, top_n_model
 from spark_jobs.common import layout, ranking, scoring, session, spec
 from spark_jobs.common.spec import JobSpec
 
@@ -160,6 +161,10 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
 
     popularity_metrics = evaluation.ranking_metrics(popularity_top_k(train, test_users, train_seen, k), test, k, catalogue)
     lap("popularity_eval")
+    knn_params = {"neighbours": settings["knn_neighbours"], "liked_threshold": settings["knn_liked_threshold"]}
+    knn_metrics = evaluation.ranking_metrics(item_knn.recommend(train, test_users, train_seen, k, **knn_params), test, k,
+                                             catalogue)
+    lap("item_knn_eval")
 
     tuning: list[tuple] = []
     # The fit's parameters: reused from an earlier tuning run, chosen by tuning now, or as configured.
@@ -217,6 +222,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
                        "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[RATING_MODEL].items()}},
         TOP_N_MODEL: {"params": {**chosen_top_n, "seed": seed}, "metrics": top_n_metrics,
                       "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[TOP_N_MODEL].items()}},
+        item_knn.MODEL: {"params": knn_params, "metrics": knn_metrics},
         BASELINE: {"params": {"score": "number of ratings in training"}, "metrics": popularity_metrics},
     }
     metric_rows = [(name, metric, float(value)) for name, model in models.items() for metric, value in model["metrics"].items()]

@@ -172,7 +172,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("similar_source", str, "item-knn", "What similar movies come from: item-knn (cosine of the movies' "
             "liked-by-user vectors) or als-factors (cosine of the rating model's ALS movie factors); "
             "bench/RESULTS.md compares them.", choices=("item-knn", "als-factors")),
-    Setting("similar_liked_threshold", float, 3.0, "item-knn: a rating at least this high counts as a like.", 0.5, 5),
+    Setting("knn_liked_threshold", float, 3.0, "Item-kNN (the similar movies' item-knn source and the evaluated "
+            "item_knn model): a rating at least this high counts as a like.", 0.5, 5),
+    Setting("knn_neighbours", int, 100, "Neighbours per movie of the evaluated item_knn model.", 1, 10_000),
     Setting("similar_min_ratings", int, 10, "A movie is another's similar movie only with at least this many "
             "ratings (rarely rated movies have noisy neighbours).", 1, 1_000_000_000),
     Setting("popular_min_ratings", int, 50, "Ratings a movie needs to be ranked among the popular movies.", 1,

@@ -116,7 +116,7 @@ def test_daily_stages_on_a_tiny_lake(spark, tmp_path):
     result = train.run(spark, lake, "2026-01-02", params)
     metrics = result["models"]["als_explicit"]["metrics"]
     assert 0 < metrics["rmse"] < 5 and 0 <= metrics["ndcg_at_5"] <= 1
-    assert set(result["models"]) == {"als_explicit", "ease_ials", "popularity"}
+    assert set(result["models"]) == {"als_explicit", "ease_ials", "item_knn", "popularity"}
     for model in result["models"].values():
         assert {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5", "hit_rate_at_5", "catalog_coverage"} <= set(model["metrics"])
     recs = spark.read.parquet(layout.table_dir(lake, layout.GOLD, "recommendations", "2026-01-02"))

@@ -235,3 +235,34 @@ def test_tuning_picks_from_its_grid_on_a_validation_split(spark):
     top = max(trials, key=lambda t: (t["ndcg_at_5"], t["precision_at_5"], -t["ease_reg"], -t["ials_weight"]))
     assert (params["ease_reg"], params["ials_weight"]) == (top["ease_reg"], top["ials_weight"])
     assert {t["ials_weight"] for t in trials} == {0.0, 1.0} and len(trials) in (4, 6)
+
+
+def test_item_knn_scores_a_movie_by_its_similarities_to_the_movies_a_user_liked(spark):
+    """Brute force with every movie a neighbour: score(u, i) = sum over the movies u liked of cosine(j, i),
+    over unseen movies with a positive score; every listed score is exact and the lists are the best k."""
+    from spark_jobs import item_knn
+
+    rng = np.random.default_rng(5)
+    n_users, n_movies, k = 12, 15, 4
+    rated = rng.random((n_users, n_movies)) < 0.35
+    stars = rng.integers(1, 11, size=(n_users, n_movies)) / 2.0
+    rows = [(u + 1, m + 1, float(stars[u, m])) for u in range(n_users) for m in range(n_movies) if rated[u, m]]
+    train = spark.createDataFrame(rows, "userId int, movieId int, rating double")
+    got = item_knn.recommend(train, train.select("userId"), evaluation.seen_items(train), k, neighbours=n_movies,
+                             liked_threshold=3.0).collect()
+
+    liked = (rated & (stars >= 3.0)).astype(float)
+    norms = np.linalg.norm(liked, axis=0)
+    cosine = (liked.T @ liked) / np.outer(np.where(norms > 0, norms, 1), np.where(norms > 0, norms, 1))
+    np.fill_diagonal(cosine, 0.0)
+    expected = liked @ cosine
+    lists = {}
+    for r in got:
+        lists.setdefault(r["userId"], []).append((r["rank"], r["movieId"], r["score"]))
+    assert lists, "some user gets a list"
+    for u in range(n_users):
+        candidates = [expected[u, m] for m in range(n_movies) if not rated[u, m] and expected[u, m] > 1e-9]
+        listed = sorted(lists.get(u + 1, []))
+        assert np.allclose([s for _, _, s in listed], sorted(candidates, reverse=True)[:k], atol=1e-4), u
+        for _, movie, score in listed:
+            assert not rated[u, movie - 1] and abs(expected[u, movie - 1] - score) < 1e-4, (u, movie)
