@@ -98,6 +98,7 @@ def test_a_spark_job_past_its_time_limit_is_killed_retried_and_emailed(tmp_path,
     import psutil
 
     from movielens.ingest import synthetic
+    from spark_jobs.common import layout
 
     source = tmp_path / "source"
     synthetic.generate_size(source, "tiny", seed=3, end=dt.date.fromisoformat(DS))
@@ -122,7 +123,8 @@ def test_a_spark_job_past_its_time_limit_is_killed_retried_and_emailed(tmp_path,
     assert [m["Subject"] for m in failures] == [f"[movielens] FAILED movielens_daily.spark.local for {DS} (try 2)"]
     body = failures[0].get_body(preferencelist=("plain",)).get_content()
     assert "AirflowTaskTimeout" in body and "spark.local" in body, body[:2000]
-    assert (lake / "reports" / f"ds={DS}" / "routing").is_dir() and not (lake / "reports" / f"ds={DS}" / "run_summary.json").exists()
+    reports = lake / layout.REPORTS / f"ds={DS}"
+    assert (reports / layout.ROUTING_RECORDS).is_dir() and not (reports / layout.RUN_SUMMARY).exists(), "routed, no summary"
     assert "Sending kill signal to spark-submit" in log and log.count("AirflowTaskTimeout") >= 2, "each try stopped at its limit"
     assert sorted(p.name for p in (lake / "validated" / f"ds={DS}").iterdir()) == sorted(p.name for p in source.glob("*.csv"))
     assert not (lake / "claims" / f"ds={DS}.json").exists(), "the failed run let go of its date"

@@ -45,6 +45,26 @@ class LocalSparkJobOperator(SparkSubmitOperator):
             self._submit(context, settings, stage.spark_root, ds)
             stage.upload()
 
+    def on_kill(self) -> None:
+        """Stop spark-submit and every process it started: killed alone, its JVM leaves the job's Python driver
+        running (a PySpark job's driver is the JVM's child) until its next call into Spark."""
+        import contextlib
+
+        import psutil
+
+        submitted = getattr(self._hook, "_submit_sp", None) if self._hook else None
+        children = []
+        if submitted is not None and submitted.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = psutil.Process(submitted.pid).children(recursive=True)
+        super().on_kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        if alive:
+            self.log.warning("Spark processes still running after the kill: %s", [p.pid for p in alive])
+
     def _submit(self, context, settings, lake_root: str, ds: str) -> None:
         self.application = str(settings.spark_jobs_dir / self.job)
         self.application_args = job_arguments(lake_root, ds, self.job_spec)
