@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_jobs import bronze, silver, train
+from spark_jobs import bronze, item_knn, silver, train
 from spark_jobs.common import layout
 from spark_jobs.common import spec
 
@@ -77,7 +77,7 @@ def test_the_next_date_reuses_the_tuned_parameters_and_skips_tuning(spark, lake_
         chosen = {k: v for k, v in tuned["models"][model]["params"].items() if k not in TUNING_RECORD}
         assert reused["models"][model]["params"] == chosen, model
     # Every model is still evaluated on D2's test split, and every table is written; no trials for D2.
-    assert set(reused["models"]) == {train.RATING_MODEL, train.TOP_N_MODEL, train.BASELINE}
+    assert set(reused["models"]) == {train.RATING_MODEL, train.TOP_N_MODEL, item_knn.MODEL, train.BASELINE}
     assert {"rmse", "ndcg_at_5"} <= set(reused["models"][train.RATING_MODEL]["metrics"])
     assert reused["models"][train.TOP_N_MODEL]["metrics"]["ndcg_at_5"] >= 0
     assert reused["protocol"]["train_rows"] > tuned["protocol"]["train_rows"], "D2 trains on its own, larger history"
