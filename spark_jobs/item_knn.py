@@ -24,8 +24,9 @@ def neighbour_matrix(train: DataFrame, neighbours: int, liked_threshold: float):
     import numpy as np
     from scipy import sparse
 
-    ids = np.sort(np.asarray([r["movieId"] for r in train.select("movieId").distinct().collect()], dtype=np.int64))
-    lists = similar.similar_movies_knn(train, neighbours, liked_threshold, min_ratings=1).select(
+    liked = similar.liked_vectors(train, liked_threshold)
+    ids = liked[0]
+    lists = similar.knn_lists(train.sparkSession, liked, neighbours, min_ratings=1).select(
         "movieId", "similar_movieId", "similarity").toPandas()
     rows = np.searchsorted(ids, lists["movieId"].to_numpy(np.int64))
     cols = np.searchsorted(ids, lists["similar_movieId"].to_numpy(np.int64))

@@ -46,10 +46,10 @@ def unit_factors(item_ids, item_vectors):
     return ids, vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
 
 
-def _query_rows(all_ids, block_ids):
-    import numpy as np
-
-    return np.searchsorted(all_ids, block_ids)
+def _movie_rows(spark: SparkSession, ids) -> DataFrame:
+    """One row per movie id (the movies to list), spread over the cores."""
+    return spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(
+        max(1, spark.sparkContext.defaultParallelism))
 
 
 def similar_movies(item_factors: DataFrame, n: int, support: dict[int, int] | None = None, min_ratings: int = 1) -> DataFrame:
@@ -65,14 +65,13 @@ def similar_movies(item_factors: DataFrame, n: int, support: dict[int, int] | No
     def rank(value, batch):
         all_ids, all_vectors, candidate_ids, candidate_vectors = value
         block_ids = batch["movieId"].to_numpy(dtype=np.int64)
-        own = _query_rows(all_ids, block_ids)
+        own = np.searchsorted(all_ids, block_ids)
         # "Seen" is the movie itself: never its own neighbour.
         yield (block_ids, *ranking.top_k_block(all_vectors[own], candidate_ids, candidate_vectors,
                                                [[i] for i in block_ids.tolist()], n), {})
 
-    movie_ids = spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(
-        max(1, spark.sparkContext.defaultParallelism))
-    return scoring.top_k_lists(movie_ids, (ids, vectors, ids[keep], vectors[keep]), rank, scoring.SIMILAR_MOVIES)
+    return scoring.top_k_lists(_movie_rows(spark, ids), (ids, vectors, ids[keep], vectors[keep]), rank,
+                               scoring.SIMILAR_MOVIES)
 
 
 def liked_vectors(ratings: DataFrame, liked_threshold: float):
@@ -98,17 +97,21 @@ def liked_vectors(ratings: DataFrame, liked_threshold: float):
 def similar_movies_knn(ratings: DataFrame, n: int, liked_threshold: float, min_ratings: int) -> DataFrame:
     """Item-kNN: top ``n`` other movies per rated movie by the cosine of their liked vectors (> 0), among the
     movies with at least ``min_ratings`` ratings."""
+    return knn_lists(ratings.sparkSession, liked_vectors(ratings, liked_threshold), n, min_ratings)
+
+
+def knn_lists(spark: SparkSession, liked, n: int, min_ratings: int) -> DataFrame:
+    """:func:`similar_movies_knn` from the movies' :func:`liked_vectors` (``liked``)."""
     import numpy as np
 
-    ids, likes, n_ratings = liked_vectors(ratings, liked_threshold)
+    ids, likes, n_ratings = liked
     keep = np.flatnonzero(n_ratings >= min_ratings)
-    spark = ratings.sparkSession
 
     def rank(value, batch):
         all_ids, all_likes, candidates = value
         candidate_ids, candidate_likes_t = all_ids[candidates], all_likes[candidates].T.tocsc()
         block_ids = batch["movieId"].to_numpy(dtype=np.int64)
-        own = _query_rows(all_ids, block_ids)
+        own = np.searchsorted(all_ids, block_ids)
         step = max(1, MAX_CELLS // max(1, len(candidates)))
         for start in range(0, len(own), step):
             rows = own[start:start + step]
@@ -120,9 +123,7 @@ def similar_movies_knn(ratings: DataFrame, n: int, liked_threshold: float, min_r
             top, top_scores = ranking.top_k_dense(scores, min(n, max(1, len(candidates))))
             yield block_ids[start:start + step], np.where(top >= 0, candidate_ids[np.maximum(top, 0)], -1), top_scores, {}
 
-    movie_ids = spark.createDataFrame([(int(i),) for i in ids], "movieId int").repartition(
-        max(1, spark.sparkContext.defaultParallelism))
-    return scoring.top_k_lists(movie_ids, (ids, likes, keep), rank, scoring.SIMILAR_MOVIES)
+    return scoring.top_k_lists(_movie_rows(spark, ids), (ids, likes, keep), rank, scoring.SIMILAR_MOVIES)
 
 
 def with_titles(similar: DataFrame, movies: DataFrame) -> DataFrame:
