@@ -290,3 +290,21 @@ def test_command_line(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_the_synthetic_ingest_mode_lands_the_generated_files_of_the_seed(tmp_path, monkeypatch):
+    """``ingest=synthetic`` (trigger form, ``MOVIELENS_INGEST``): the generated files of MOVIELENS_SEED land."""
+    from movielens import config
+    from movielens.ingest import landing
+
+    monkeypatch.setenv("MOVIELENS_LAKE_URL", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("MOVIELENS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOVIELENS_SYNTHETIC_SIZE", "tiny")
+    monkeypatch.setenv("MOVIELENS_SEED", "5")
+    landed = landing.land(config.load(), END.isoformat(), "synthetic")
+    assert landed["source"] == "synthetic dataset 'tiny' (seed 5)"
+    assert sorted(landed["files"]) == sorted(FILES)
+    expected = tmp_path / "reference"
+    synthetic.generate_size(expected, "tiny", seed=5, end=END)
+    for name in FILES:
+        assert (tmp_path / "lake" / "landing" / f"ds={END}" / name).read_bytes() == (expected / name).read_bytes()

@@ -50,9 +50,10 @@ def folder_source(folder: Path, cache_dir: Path) -> Path:
 def synthetic_source(settings: config.Settings, ds: str) -> Path:
     from movielens.ingest import synthetic
 
-    out = settings.cache_dir / "synthetic" / f"{settings.synthetic_size}-seed{settings.seed}-upto{ds}"
+    seed = settings.spec["seed"]
+    out = settings.cache_dir / "synthetic" / f"{settings.synthetic_size}-seed{seed}-upto{ds}"
     if not (out / "ratings.csv").exists():
-        synthetic.generate_size(out, settings.synthetic_size, seed=settings.seed, end=dt.date.fromisoformat(ds))
+        synthetic.generate_size(out, settings.synthetic_size, seed=seed, end=dt.date.fromisoformat(ds))
     return out
 
 
@@ -98,7 +99,7 @@ def resolve_source(settings: config.Settings, mode: str, ds: str) -> tuple[Path 
                 f"'{settings.synthetic_size}' dataset instead.",
                 file=sys.stderr,
             )
-    return synthetic_source(settings, ds), f"synthetic dataset '{settings.synthetic_size}' (seed {settings.seed})"
+    return synthetic_source(settings, ds), f"synthetic dataset '{settings.synthetic_size}' (seed {settings.spec['seed']})"
 
 
 def land_folder(lake: Lake, folder: Path, ds: str) -> list[str]:
