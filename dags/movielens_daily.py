@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
+from movielens import lineage
 from movielens.compute.tasks import spark_job
 from movielens.dag_defaults import (
     MAX_ACTIVE_RUNS, START_DATE, default_args, publish_deadline, release_date_of_failed_run, require_ds, timeout,
@@ -76,11 +77,12 @@ def movielens_daily():
 
         return pipeline.find_landed_files(ds)[group]
 
-    @task(map_index_template="{{ name }}")
-    def route_landed_file(name: str, ds=None, run_id=None) -> dict:
+    # Announces the validated or the rejected files Asset, whichever the file went to (movielens.lineage).
+    @task(map_index_template="{{ name }}", outlets=[lineage.routed_files_alias()])
+    def route_landed_file(name: str, ds=None, run_id=None, outlet_events=None) -> dict:
         from movielens import pipeline
 
-        return pipeline.process_landed_file(ds, run_id, name)
+        return lineage.announce_routed(outlet_events, pipeline.process_landed_file(ds, run_id, name))
 
     @task(trigger_rule="none_failed")
     def check_training_data(ds=None) -> dict:

@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 
 from devenv.ports import free_port
+from movielens import lineage
 from movielens.config import PROJECT_ROOT, VAR_DIR
 
 VENV_BIN = Path(sys.executable).parent
+#: The OpenLineage events of the embedded default, in its AIRFLOW_HOME.
+LINEAGE_EVENTS = "openlineage.jsonl"
 
 
 def airflow_env(
@@ -47,6 +50,11 @@ def airflow_env(
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "MOVIELENS_AIRFLOW_BASE_URL": f"http://localhost:{api_port}",
+        # OpenLineage events of every DAG run and task run, one JSON per line (docs/lineage.md).
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(home / LINEAGE_EVENTS), "append": True}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "movielens",
+        **lineage.AIRFLOW_SETTINGS,
         "NO_PROXY": "*",
     }
     for key, value in defaults.items():

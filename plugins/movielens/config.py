@@ -118,6 +118,11 @@ def default_lake_url() -> str:
     return (VAR_DIR / "lake").as_uri()
 
 
+def lake_url() -> str:
+    """``MOVIELENS_LAKE_URL``, else the embedded default's ``var/lake``."""
+    return _env("MOVIELENS_LAKE_URL", default_lake_url())
+
+
 # The lake's connection when MOVIELENS_LAKE_CONN_ID is not set: the providers' default connections.
 DEFAULT_LAKE_CONN_IDS = {"s3": "aws_default", "s3a": "aws_default", "abfs": "wasb_default", "abfss": "wasb_default"}
 
@@ -141,10 +146,10 @@ def load(run_params: Mapping[str, Any] | None = None) -> Settings:
 
 
 def _load_env() -> Settings:
-    lake_url = _env("MOVIELENS_LAKE_URL", default_lake_url())
+    url = lake_url()
     return Settings(
-        lake_url=lake_url,
-        lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or default_lake_conn_id(lake_url),
+        lake_url=url,
+        lake_conn_id=os.environ.get("MOVIELENS_LAKE_CONN_ID") or default_lake_conn_id(url),
         landing_policy=_env("MOVIELENS_LANDING_POLICY", "move"),
         wait_for_kinds=_env_list("MOVIELENS_WAIT_FOR_KINDS", "ratings"),
         wait_timeout_seconds=_env_int("MOVIELENS_WAIT_TIMEOUT_SECONDS", 6 * 3600),

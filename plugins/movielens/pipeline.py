@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from movielens import api, config
+from movielens import api, config, lineage
 from movielens.lake import Lake
 from spark_jobs.common import layout
 from spark_jobs.common import spec
@@ -75,7 +75,11 @@ def land(ds: str, run_id: str, mode: str) -> dict[str, Any]:
     from movielens.ingest import landing
 
     claim_date(ds, run_id)
-    return landing.land(config.load(), ds, mode)
+    settings = config.load()
+    landed = landing.land(settings, ds, mode)
+    lake = Lake.from_settings(settings)
+    lineage.record(outputs=[lake.uri(lake.zone(layout.LANDING, ds) / name) for name in landed["files"]])
+    return landed
 
 
 def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
@@ -122,6 +126,8 @@ def process_landed_file(ds: str, run_id: str, name: str) -> dict[str, Any]:
     record = lake.route(landed, ds, passed=passed, run_id=run_id, kind=kind, details=details, policy=settings.landing_policy)
     record.timings_s["route"] = round(time.monotonic() - started - validate_s, 3)
     lake.write_json(lake.record_path(ds, name), record.to_dict())
+    lineage.record(inputs=[lake.uri(landed)], outputs=[record.destination, lake.uri(lake.record_path(ds, name))]
+                   + ([record.report] if record.report else []))
     verdict = "validated" if passed else "REJECTED: " + "; ".join(f["check"] for f in record.failures)
     log.info("%s -> %s (%s)", name, record.zone, verdict)
     result = record.to_dict()
@@ -144,6 +150,7 @@ def check_training_data(ds: str) -> dict[str, Any]:
         rejected = [r["file"] for r in lake.records(ds) if not r["passed"] and r.get("kind") == "ratings"]
         why = f" (rejected today: {', '.join(rejected)}; see rejected/ds={ds}/)" if rejected else ""
         raise NoValidatedRatings(f"no validated ratings file with ds <= {ds}: refusing to train{why}")
+    lineage.record(inputs=[lake.uri(lake.zone(layout.VALIDATED, date)) for date in dates])
     return {"validated_ratings_dates": dates}
 
 
@@ -163,6 +170,7 @@ def build_data_docs(ds: str) -> dict[str, Any]:
         index = render(records, Path(tmp) / layout.DATA_DOCS, ds=ds)
         copy_tree(index.parent, target)
     log.info("Data Docs for %d files: %s", len(records), target / "index.html")
+    lineage.record(inputs=[lake.uri(lake.record_path(ds, r["file"])) for r in records], outputs=[lake.uri(target)])
     return {"data_docs": lake.uri(target / "index.html"), "files": len(records)}
 
 
@@ -275,5 +283,8 @@ def build_run_summary(
         "sample_recommendations": sample_recommendations(lake, ds, settings.demo_user_ids, settings.spec["top_k"]),
     }
     lake.write_json(lake.zone(layout.REPORTS, ds) / layout.RUN_SUMMARY, summary)
+    read = [lake.record_path(ds, r["file"]) for r in records] + [
+        lake.zone(layout.REPORTS, ds) / layout.SPARK_REPORT, lake.zone(layout.MODELS, ds) / layout.MODEL_PARAMS]
+    lineage.record(inputs=[lake.uri(path) for path in read if path.exists()], outputs=[summary["outputs"]["run_summary"]])
     lake.release_date(ds, run_id)  # the run's last write to the lake: another run of the date may start
     return summary

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from movielens import config
+from movielens import config, lineage
 from movielens.lake import Lake
 from spark_jobs.common import layout
 
@@ -458,9 +458,12 @@ def render(data: ReportData) -> str:
 def build_report(ds: str) -> dict[str, Any]:
     """Write ``reports/ds=D/report.html`` from the lake and return its URL."""
     lake = Lake.from_settings(config.load())
-    html = render(load(lake, ds))
+    data = load(lake, ds)
+    html = render(data)
     target = lake.zone(layout.REPORTS, ds) / layout.RUN_REPORT
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(html.encode("utf-8"))
+    lineage.record(inputs=[data.sources[t] for t, frame in data.tables.items() if frame is not None],
+                   outputs=[lake.uri(target)])
     log.info("report for ds=%s: %s (%d bytes)", ds, lake.uri(target), len(html))
     return {"report": lake.uri(target)}

@@ -32,6 +32,7 @@ from airflow.sdk import TaskGroup, task
 
 from movielens.compute.databricks import DatabricksSparkJobOperator
 from movielens.compute.emr import EmrDailyStepSensor, EmrServerlessDailyJobOperator
+from movielens import lineage
 from movielens.compute.local import LocalSparkJobOperator
 from movielens.dag_defaults import timeout
 
@@ -97,9 +98,15 @@ def spark_job(job: str = "daily.py", group_id: str = "spark") -> SparkJobTasks:
             emr.check_serverless(uploaded)
             return uploaded
 
-        @task(trigger_rule="none_failed_min_one_success")
-        def result(backend: str, ti=None) -> dict:
-            """Where the job ran: the backend, its run's id and page (when the backend has one)."""
+        @task(trigger_rule="none_failed_min_one_success", inlets=[lineage.asset("validated")],
+              outlets=[lineage.asset(p) for p in lineage.SPARK_JOB_PRODUCTS])
+        def result(backend: str, ds=None, ti=None, outlet_events=None) -> dict:
+            """Where the job ran: the backend, its run's id and page (when the backend has one). Whichever
+            backend ran it, the job's lineage and its products' asset events of the date are told here."""
+            lineage.spark_job_done(outlet_events, ds, backend)
+            return where_it_ran(backend, ti)
+
+        def where_it_ran(backend: str, ti) -> dict:
             if backend == "databricks":
                 return {"backend": backend, "run_id": ti.xcom_pull(task_ids=task_id("databricks_run"), key="run_id"),
                         "url": ti.xcom_pull(task_ids=task_id("databricks_run"), key="run_page_url")}

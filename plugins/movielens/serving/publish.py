@@ -6,7 +6,7 @@ import io
 import logging
 from typing import Any
 
-from movielens import config
+from movielens import config, lineage
 from movielens.lake import Lake
 from movielens.serving import PRODUCTS, RUNS_TABLE, Product, ServingDatabaseError, ServingError, connect
 from spark_jobs.common import layout
@@ -121,8 +121,18 @@ def publish(ds: str, conn_id: str | None = None) -> dict[str, Any]:
             f"nothing of ds={ds} is served (one transaction: the lists served before stay); a retry publishes it "
             f"again") from err
     log.info("published %s to %s: %s", ds, conn_id, counts)
+    lineage.record(inputs=[lake.uri(folder) for folder in folders.values()],
+                   outputs=[f"{database_url(conn_id)}/public/{p.db_table}" for p in PRODUCTS])
     return {"ds": ds, "published": True, "conn_id": conn_id, "tables": {p.gold_table: p.db_table for p in PRODUCTS},
             "rows": counts}
+
+
+def database_url(conn_id: str) -> str:
+    """``postgres://host:port/database`` of a connection: where the serving tables are, with no credentials."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return f"postgres://{conn.host}:{conn.port or 5432}/{conn.schema or 'postgres'}"
 
 
 def _publish_in_one_transaction(conn_id: str, lake: Lake, folders: dict, ds: str) -> dict[str, int]:
