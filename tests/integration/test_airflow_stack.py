@@ -277,6 +277,60 @@ def test_the_run_lands_validates_trains_and_reports(deployment, daily_run):
     assert "rating_range" in incident and "7.5" in incident and f"rejected/ds={DS}/ratings_broken.report.json" in incident
 
 
+def test_the_run_tells_its_lineage_as_assets_and_openlineage_events(deployment, daily_run):
+    """The REST run's asset events (the routed files by the zone each went to, the gold products with the date as
+    partition key) and its OpenLineage events (docs/lineage.md): every task started and completed, each naming
+    the lake URLs it read and wrote, and never a connection id or a secret."""
+    assert daily_run["state"] == "success", deployment.explain(DAILY, daily_run["dag_run_id"])
+    stack, lake, run_id = deployment.stack, deployment.lake, daily_run["dag_run_id"]
+    assets = {a["name"]: a for a in stack.request("GET", "/api/v2/assets?name_pattern=movielens.&limit=100")["assets"]}
+    assert {"movielens.validated", "movielens.rejected", "movielens.gold.recommendations",
+            "movielens.gold.similar_movies"} <= set(assets), sorted(assets)
+    assert assets["movielens.gold.recommendations"]["uri"] == (lake / "gold" / "recommendations").as_uri()
+
+    def events(name: str) -> list[dict]:
+        answer = stack.request("GET", f"/api/v2/assets/events?asset_id={assets[name]['id']}&limit=100")
+        return [e for e in answer["asset_events"] if e["source_run_id"] == run_id]
+
+    assert sorted(e["extra"]["file"] for e in events("movielens.validated")) == [
+        "links.csv", "movies.csv", "ratings.csv", "tags.csv"]
+    [broken] = events("movielens.rejected")
+    assert broken["extra"]["file"] == "ratings_broken.csv" and broken["extra"]["url"].endswith(
+        f"rejected/ds={DS}/ratings_broken.csv")
+    for product in ("movielens.gold.recommendations", "movielens.gold.similar_movies"):
+        [event] = events(product)
+        assert event["partition_key"] == DS and event["source_task_id"] == "spark.result", event
+        assert event["extra"]["backend"] == "local" and event["extra"]["published"] is True, event
+
+    text = (stack.home / local_airflow.LINEAGE_EVENTS).read_text()
+    serving_password = json.loads(stack.env["AIRFLOW_CONN_MOVIELENS_SERVING"]).get("password")
+    for secret in ("conn_id", "aws_default", "spark_default", "password", serving_password):
+        assert not secret or secret not in text, f"{secret!r} in an OpenLineage event"
+    run_events = [e for e in map(json.loads, text.splitlines())
+                  if e["run"]["facets"].get("airflow", {}).get("dagRun", {}).get("run_id") == run_id]
+    states = {}
+    for event in run_events:
+        states.setdefault(event["job"]["name"].removeprefix(f"{DAILY}."), []).append(event["eventType"])
+    done = {task.split("[")[0] for task, state in stack.task_states(DAILY, run_id).items() if state == "success"}
+    assert done and done <= set(states), sorted(done - set(states))
+    assert all(kinds.count("START") == kinds.count("COMPLETE") >= 1 for kinds in states.values()), states
+
+    def datasets(task: str, side: str) -> set[str]:
+        return {d["name"].removeprefix(f"{lake}/") for e in run_events if e["eventType"] == "COMPLETE"
+                and e["job"]["name"] == f"{DAILY}.{task}" for d in e[side] if d["namespace"] == "file"}
+
+    assert {f"validated/ds={DS}/{n}" for n in ("links.csv", "movies.csv", "ratings.csv", "tags.csv")} <= datasets(
+        "route_other_files", "outputs") | datasets("route_movies_files", "outputs")
+    assert f"rejected/ds={DS}/ratings_broken.csv" in datasets("route_other_files", "outputs")
+    assert {f"silver/ratings/ds={DS}", f"gold/recommendations/ds={DS}", f"models/ds={DS}"} <= datasets(
+        "spark.result", "outputs")
+    assert datasets("build_report", "outputs") == {f"reports/ds={DS}/{layout.RUN_REPORT}"}
+    assert f"gold/recommendations/ds={DS}" in datasets("publish_serving", "inputs")
+    [served] = [e for e in run_events if e["eventType"] == "COMPLETE" and e["job"]["name"] == f"{DAILY}.publish_serving"]
+    assert any(d["namespace"].startswith("postgres://") and d["name"].startswith("movielens_serving.public.")
+               for d in served["outputs"]), served["outputs"]
+
+
 def kill_spark_job_mid_write(lake: Path, ds: str, timeout: float) -> str:
     """SIGKILL the Spark job (spark-submit's JVM and its Python driver) writing ``lake`` as soon as a table
     partition of ``ds`` is being written (Spark's ``_temporary`` in it); returns that partition."""

@@ -184,3 +184,14 @@ def test_connections_for_the_side_servers_come_from_the_connections_secret(resol
     init = resolved["services"]["postgres"]["volumes"]
     assert any(v.split(":")[1] == "/docker-entrypoint-initdb.d" for v in init)
     assert (ROOT / "docker" / "postgres-init" / "10-serving-database.sh").stat().st_mode & 0o111
+
+
+def test_every_airflow_service_has_the_projects_openlineage_settings(resolved):
+    from movielens import lineage
+
+    for name in AIRFLOW_SERVICES:
+        env = resolved["services"][name]["environment"]
+        for key, value in lineage.AIRFLOW_SETTINGS.items():
+            assert env.get(key) == value, (name, key)
+        transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+        assert transport["type"] == "file" and transport["log_file_path"].startswith("/opt/airflow/logs/"), name
