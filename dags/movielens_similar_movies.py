@@ -3,7 +3,7 @@
 
 On demand (no schedule): the movies most similar to one movie, with titles, from the latest
 `gold/similar_movies` partition with ds <= the run's date. `movielens_daily` writes that table: the 50
-nearest movies of every rated movie by cosine similarity of the rating model's ALS item factors.
+nearest movies of every rated movie (item-kNN by default; docs/models.md, "Similar movies").
 
 #### Trigger form
 - **movie_id** (required): the MovieLens `movieId` to look up (e.g. 1, Toy Story (1995)).
@@ -17,7 +17,7 @@ Command line: `airflow dags trigger movielens_similar_movies -l 2026-11-20 --con
 #### Output
 The task **find_similar_movies** logs the list (rank, title, similarity) and writes it to
 `reports/ds=D/similar_movies/movie_<id>.json` in the lake (`MOVIELENS_LAKE_URL`), with the date of the
-models it used. A movie without ratings has no factors, and a lake with no `gold/similar_movies` yet
+models it used. A movie without ratings has no list, and a lake with no `gold/similar_movies` yet
 has no answer: the run fails saying so (no retries can help), and the failure email goes to
 `MOVIELENS_ALERT_EMAIL_TO`. No Spark runs: the lookup reads one movie's Parquet rows.
 """
