@@ -87,8 +87,16 @@ def test_the_daily_dag_runs_spark_in_one_group_that_branches_to_one_backend_and_
     assert dag.params["compute"] == "default"
 
 
-def test_the_result_says_where_the_job_ran(monkeypatch):
-    """One XCom for every backend: its name, the run's id and page URL, from the backend's own task."""
+def test_the_result_says_where_the_job_ran(monkeypatch, lake_url):
+    """One XCom for every backend: its name, the run's id and page URL, from the backend's own task; and the
+    products' asset events of the date, whichever backend ran the job."""
+    from movielens import lineage
+    from movielens.lake import Lake
+    from spark_jobs.common import layout
+
+    lake = Lake.from_settings(config.load())  # the gate held the date's lists back
+    lake.write_json(lake.zone(layout.REPORTS, "2026-01-02") / layout.PUBLICATION, {"published": False})
+
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(config.PROJECT_ROOT / "dags" / "movielens_daily.py"))
@@ -103,13 +111,27 @@ def test_the_result_says_where_the_job_ran(monkeypatch):
                 return [xcoms.get((t, key)) for t in task_ids]
             return xcoms.get((task_ids, key))
 
+    class AssetEvent:
+        def __init__(self):
+            self.partitions, self.extra = [], {}
+
+        def add_partitions(self, *keys):
+            self.partitions.extend(keys)
+
+    events = {}
+
     def run(backend):
-        return result.python_callable(backend, ti=TaskInstance())
+        events.clear()
+        outlet_events = {lineage.asset(p): events.setdefault(p, AssetEvent()) for p in lineage.SPARK_JOB_PRODUCTS}
+        return result.python_callable(backend, ds="2026-01-02", ti=TaskInstance(), outlet_events=outlet_events)
 
     assert run("databricks") == {"backend": "databricks", "run_id": 7, "url": "https://db/run/7"}
     assert run("emr") == {"backend": "emr", "run_id": "s-1", "url": None, "cluster_id": "j-1"}
     assert run("emr-serverless") == {"backend": "emr-serverless", "run_id": "jr-1", "url": None}
     assert run("local") == {"backend": "local", "run_id": None, "url": None}
+    assert {p: (e.partitions, e.extra) for p, e in events.items()} == {
+        p: (["2026-01-02"], {"ds": "2026-01-02", "backend": "local", "published": False})
+        for p in lineage.SPARK_JOB_PRODUCTS}
 
 
 def test_local_spark_logs_at_the_configured_level(monkeypatch, lake_url):
