@@ -10,11 +10,15 @@ unknown to the model fall back to the biases, then to the global mean, so every 
 Tuning (:func:`tune`) runs on a validation split carved out of the training part (seed + 1), on a hash
 sample of users when there are many: bias shrinkage first (biases only, cheap), then ALS regParam at
 the smallest rank, walking the grid while RMSE improves, then the larger ranks around the best value.
+Up to ``top_n_model.LOCAL_MAX_RATINGS`` validation-train ratings its trials run on the driver with numpy
+(:class:`DriverTrials`: the same bias updates, and the equations Spark's explicit ALS solves), which saves
+Spark's per-job overhead of a dozen fits; above, each trial is :func:`fit` and :func:`predict` in Spark.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +26,7 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_jobs import evaluation
+from spark_jobs import evaluation, top_n_model
 
 BIAS_REGS = ((2.0, 2.0), (5.0, 5.0), (10.0, 10.0), (5.0, 15.0), (15.0, 5.0))
 RANKS = (10, 20)
@@ -151,24 +155,116 @@ def ranking_factors(model: RatingModel):
     return users, item_ids, vectors
 
 
+class DriverTrials:
+    """Rating-model trials on the driver, for a validation split small enough to hold in memory.
+
+    Each trial fits what :func:`fit` fits and scores what :func:`predict` scores: biases by the same
+    alternating shrunk means (:func:`fit_biases`), then explicit ALS on the residuals solving Spark's
+    equations per row, (Y_r'Y_r + regParam n_r I) x = Y_r' r (``ALS.computeFactors``, ALS-WR), items then
+    users each iteration from seeded unit-norm user factors; unknown users or movies fall back to the
+    biases; predictions clipped to the training range. The factors differ from Spark's by their random
+    start only, so a trial's RMSE is Spark's to within the spread of ALS's local optima.
+    """
+
+    def __init__(self, vtrain, vtest):
+        import numpy as np
+
+        self.user_ids = np.unique(vtrain["userId"].to_numpy(dtype=np.int64))
+        self.item_ids = np.unique(vtrain["movieId"].to_numpy(dtype=np.int64))
+        self.users = np.searchsorted(self.user_ids, vtrain["userId"].to_numpy(dtype=np.int64))
+        self.items = np.searchsorted(self.item_ids, vtrain["movieId"].to_numpy(dtype=np.int64))
+        self.ratings = vtrain["rating"].to_numpy(dtype=np.float64)
+        self.bounds = (float(self.ratings.min()), float(self.ratings.max()))
+        self.test_users, self.test_known_users = self._positions(self.user_ids, vtest["userId"])
+        self.test_items, self.test_known_items = self._positions(self.item_ids, vtest["movieId"])
+        self.test_ratings = vtest["rating"].to_numpy(dtype=np.float64)
+        self._biases: dict[tuple[float, float], tuple] = {}
+
+    @staticmethod
+    def _positions(ids, column):
+        import numpy as np
+
+        values = column.to_numpy(dtype=np.int64)
+        at = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+        return at, ids[at] == values
+
+    def biases(self, reg_user: float, reg_item: float, iterations: int = 3):
+        """(mu, user biases, movie biases) as :func:`fit_biases` computes them; fitted once per shrinkage."""
+        import numpy as np
+
+        if (reg_user, reg_item) not in self._biases:
+            mu = math.fsum(self.ratings) / len(self.ratings)
+            d = self.ratings - mu
+            n_user, n_item = np.bincount(self.users), np.bincount(self.items)
+            user_bias = np.zeros(len(self.user_ids))
+            for _ in range(max(1, iterations)):
+                item_bias = np.bincount(self.items, weights=d - user_bias[self.users]) / (n_item + reg_item)
+                user_bias = np.bincount(self.users, weights=d - item_bias[self.items]) / (n_user + reg_user)
+            self._biases[reg_user, reg_item] = (mu, user_bias, item_bias)
+        return self._biases[reg_user, reg_item]
+
+    def als(self, residual, rank: int, reg: float, iterations: int, seed: int):
+        """(user factors, movie factors) of explicit ALS on ``residual`` (aligned with the ratings)."""
+        import numpy as np
+
+        def rows(key, other):
+            order = np.argsort(key, kind="stable")
+            bounds = np.cumsum(np.bincount(key))[:-1]
+            return np.split(other[order], bounds), np.split(residual[order], bounds)
+
+        user_rows, user_targets = rows(self.users, self.items)
+        item_rows, item_targets = rows(self.items, self.users)
+        users = np.random.default_rng(seed).standard_normal((len(self.user_ids), rank))
+        users /= np.linalg.norm(users, axis=1, keepdims=True)
+        zero = np.zeros((rank, rank))
+        for _ in range(iterations):
+            items = top_n_model.solve_rows(item_rows, users, zero, reg, 1.0, targets=item_targets).astype(np.float64)
+            users = top_n_model.solve_rows(user_rows, items, zero, reg, 1.0, targets=user_targets).astype(np.float64)
+        return users, items
+
+    def rmse(self, rank: int, reg: float, reg_user: float, reg_item: float, max_iter: int, seed: int) -> dict:
+        """The validation RMSE and MAE of the model :func:`fit` would fit with these parameters."""
+        import numpy as np
+
+        mu, user_bias, item_bias = self.biases(reg_user, reg_item)
+        known_u, known_i = self.test_known_users, self.test_known_items
+        predicted = (mu + np.where(known_u, user_bias[self.test_users], 0.0)
+                     + np.where(known_i, item_bias[self.test_items], 0.0))
+        if rank > 0:
+            residual = self.ratings - mu - user_bias[self.users] - item_bias[self.items]
+            users, items = self.als(residual, rank, reg, max_iter, seed)
+            interaction = np.einsum("ij,ij->i", users[self.test_users], items[self.test_items])
+            predicted += np.where(known_u & known_i, interaction, 0.0)
+        error = np.clip(predicted, *self.bounds) - self.test_ratings
+        return {"rmse": math.sqrt(math.fsum(error * error) / len(error)), "mae": math.fsum(np.abs(error)) / len(error)}
+
+
 def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int | None, max_iter: int,
          ranks=RANKS, reg_params=REG_PARAMS, bias_regs=BIAS_REGS, split: str = "random") -> tuple[dict, list[dict]]:
     """Choose (reg_user, reg_item), then regParam and rank by validation RMSE. Returns (params, trials)."""
     vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed, split)
     started = time.monotonic()
     trials: list[dict] = []
-    # Every ALS trial shares the chosen shrinkage: its biases are fitted once (a fit is 6 driver round trips).
+    columns = ["userId", "movieId", "rating"]
+    on_driver = vtrain.count() <= top_n_model.LOCAL_MAX_RATINGS
+    if on_driver:
+        driver = DriverTrials(vtrain.select(columns).toPandas(), vtest.select(columns).toPandas())
+    # Every ALS trial in Spark shares the chosen shrinkage: its biases are fitted once (6 driver round trips).
     baselines: dict[tuple[float, float], RatingModel] = {}
 
     def trial(rank: int, reg: float, reg_user: float, reg_item: float) -> float:
         t0 = time.monotonic()
-        if (reg_user, reg_item) not in baselines:
-            baselines[reg_user, reg_item] = _fit_baseline(vtrain, reg_user, reg_item)
-        model = _with_als(baselines[reg_user, reg_item], vtrain, rank, reg, max_iter, seed)
-        metrics = evaluation.rating_metrics(predict(model, vtest))
+        if on_driver:
+            metrics = driver.rmse(rank, reg, reg_user, reg_item, max_iter, seed)
+        else:
+            if (reg_user, reg_item) not in baselines:
+                baselines[reg_user, reg_item] = _fit_baseline(vtrain, reg_user, reg_item)
+            model = _with_als(baselines[reg_user, reg_item], vtrain, rank, reg, max_iter, seed)
+            metrics = evaluation.rating_metrics(predict(model, vtest))
         trials.append({"rank": rank, "reg_param": reg, "reg_user": reg_user, "reg_item": reg_item,
                        "max_iter": max_iter, "rmse": metrics["rmse"], "mae": metrics["mae"],
-                       "seconds": round(time.monotonic() - t0, 1), "user_fraction": round(fraction, 4)})
+                       "seconds": round(time.monotonic() - t0, 1), "user_fraction": round(fraction, 4),
+                       "engine": "driver" if on_driver else "spark"})
         return metrics["rmse"]
 
     bias_rmse = {regs: trial(0, 0.0, *regs) for regs in bias_regs}

@@ -220,12 +220,13 @@ def spd_inverse(g: np.ndarray, block_rows: int = 512) -> np.ndarray:
 
 
 def solve_rows(idx_list, y: np.ndarray, yty: np.ndarray, reg: float, alpha: float,
-               max_cells: int = 4_000_000) -> np.ndarray:
-    """Implicit-ALS solutions for rows given as positions into ``y`` (unit feedback), float32.
+               max_cells: int = 4_000_000, targets=None) -> np.ndarray:
+    """Regularised least-squares solutions for rows given as positions into ``y``, float32.
 
-    Row r solves (Y'Y + alpha Y_r'Y_r + reg n_r I) x = (1 + alpha) Y_r' 1. Rows are sorted by length and
-    solved in groups padded to the group's longest row: one batched matrix product and one batched
-    ``np.linalg.solve`` per group, no numpy call per row.
+    Row r solves (Y'Y + alpha Y_r'Y_r + reg n_r I) x = Y_r' t_r, with t_r = 1 + alpha (implicit ALS, unit
+    feedback) or ``targets[r]`` (its values, aligned with ``idx_list[r]``: explicit ALS, with ``yty`` zero
+    and ``alpha`` 1). Rows are sorted by length and solved in groups padded to the group's longest row: one
+    batched matrix product and one batched ``np.linalg.solve`` per group, no numpy call per row.
     """
     n_rows, rank = len(idx_list), y.shape[1]
     out = np.zeros((n_rows, rank), dtype=np.float32)
@@ -240,7 +241,7 @@ def solve_rows(idx_list, y: np.ndarray, yty: np.ndarray, reg: float, alpha: floa
         rows = order[start:stop]
         width = max(1, int(lengths[rows[-1]]))
         idx = np.zeros((len(rows), width), dtype=np.int64)
-        live = np.zeros((len(rows), width))
+        live = np.zeros((len(rows), width))  # 1 at a rated position, 0 in the padding
         for j, r in enumerate(rows):
             idx[j, : lengths[r]] = idx_list[r]
             live[j, : lengths[r]] = 1.0
@@ -248,7 +249,13 @@ def solve_rows(idx_list, y: np.ndarray, yty: np.ndarray, reg: float, alpha: floa
         a = alpha * np.matmul(np.swapaxes(yg, 1, 2), yg)
         a += yty[None, :, :]
         a += (reg * lengths[rows]).astype(np.float64)[:, None, None] * eye[None, :, :]
-        b = (1.0 + alpha) * yg.sum(axis=1)
+        if targets is None:
+            b = (1.0 + alpha) * yg.sum(axis=1)
+        else:
+            t = np.zeros((len(rows), width))
+            for j, r in enumerate(rows):
+                t[j, : lengths[r]] = targets[r]
+            b = np.matmul(np.swapaxes(yg, 1, 2), t[:, :, None])[:, :, 0]
         out[rows] = np.linalg.solve(a, b[:, :, None])[:, :, 0].astype(np.float32)
         start = stop
     return out

@@ -219,17 +219,72 @@ def test_ranking_metrics_by_hand(spark):
     assert m["catalog_coverage"] == pytest.approx(4 / 10)  # 10, 11, 12, 20 went to evaluated users
 
 
-def test_tuning_picks_from_its_grid_on_a_validation_split(spark):
+def test_tuning_picks_from_its_grid_on_a_validation_split(spark, monkeypatch):
     df = _ratings(spark, _latent_ratings(n_users=60, n_items=25))
     chosen, trials = rating_model.tune(df, seed=42, validation_fraction=0.25, max_users=None, max_iter=5,
                                        ranks=(2, 4), reg_params=(0.05, 0.5), bias_regs=((1.0, 1.0), (20.0, 20.0)))
+    assert {t["engine"] for t in trials} == {"driver"}  # small data: trials on the driver
     best = min((t for t in trials if t["rank"] > 0), key=lambda t: t["rmse"])
     assert (chosen["rank"], chosen["reg_param"]) == (best["rank"], best["reg_param"])
     assert len([t for t in trials if t["rank"] == 0]) == 2
-    # A trial is fit() with its parameters: the biases it shares with the other ALS trials are fit()'s own.
+    biases = min((t for t in trials if t["rank"] == 0), key=lambda t: t["rmse"])
+    assert (chosen["reg_user"], chosen["reg_item"]) == (biases["reg_user"], biases["reg_item"])
+    # A trial in Spark is fit() with its parameters: the biases it shares with the other ALS trials are fit()'s own.
+    monkeypatch.setattr(top_n_model, "LOCAL_MAX_RATINGS", 0)
+    _, spark_trials = rating_model.tune(df, seed=42, validation_fraction=0.25, max_users=None, max_iter=5,
+                                        ranks=(4,), reg_params=(0.05,), bias_regs=((1.0, 1.0),))
+    assert {t["engine"] for t in spark_trials} == {"spark"} and [t["rank"] for t in spark_trials] == [0, 4, 4, 4]
     vtrain, vtest, _ = evaluation.validation_split(df, 0.25, None, 42)
-    model = rating_model.fit(vtrain, best["rank"], best["reg_param"], 5, best["reg_user"], best["reg_item"], seed=42)
-    assert evaluation.rating_metrics(rating_model.predict(model, vtest))["rmse"] == best["rmse"]
+    model = rating_model.fit(vtrain, 4, spark_trials[1]["reg_param"], 5, 1.0, 1.0, seed=42)
+    assert evaluation.rating_metrics(rating_model.predict(model, vtest))["rmse"] == spark_trials[1]["rmse"]
+
+
+def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
+    """The driver's trials: fit_biases' biases, Spark's explicit-ALS equations, predict's fallbacks and clip."""
+    df = _ratings(spark, _latent_ratings(n_users=60, n_items=25))
+    vtrain, vtest, _ = evaluation.validation_split(df, 0.25, None, 42)
+    unknown = _ratings(spark, [(999, 1, 4.0), (1, 999, 2.0), (999, 998, 0.5)])  # a new user, a new movie, both
+    vtest = vtest.unionByName(unknown)
+    columns = ["userId", "movieId", "rating"]
+    driver = rating_model.DriverTrials(vtrain.select(columns).toPandas(), vtest.select(columns).toPandas())
+    reg_user, reg_item, rank, reg, iterations = 2.0, 5.0, 3, 0.1, 10
+
+    mu, user_bias, item_bias = driver.biases(reg_user, reg_item)
+    spark_mu, spark_users, spark_items = rating_model.fit_biases(vtrain, reg_user, reg_item)
+    assert mu == pytest.approx(spark_mu, abs=1e-12)
+    spark_user_bias = spark_users.toPandas().set_index("userId")["b_user"]
+    spark_item_bias = spark_items.toPandas().set_index("movieId")["b_item"]
+    np.testing.assert_allclose(user_bias, spark_user_bias[driver.user_ids].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(item_bias, spark_item_bias[driver.item_ids].to_numpy(), atol=1e-12)
+
+    def spark_scores(model):
+        return evaluation.rating_metrics(rating_model.predict(model, vtest))
+
+    biases_only = rating_model.fit(vtrain, 0, 0.0, 1, reg_user, reg_item, seed=1)
+    assert driver.rmse(0, 0.0, reg_user, reg_item, 1, seed=1) == pytest.approx(
+        {key: value for key, value in spark_scores(biases_only).items() if key != "rated_pairs"}, abs=1e-12)
+
+    # Spark's last half-step solved the users from its movie factors: solve_rows on the same residuals, with
+    # regParam * n_r, gives them back, so the driver solves Spark's equations.
+    model = rating_model.fit(vtrain, rank, reg, iterations, reg_user, reg_item, seed=1)
+    spark_item_factors = model.als.itemFactors.toPandas().set_index("id")["features"]
+    spark_user_factors = model.als.userFactors.toPandas().set_index("id")["features"]
+    items = np.vstack(spark_item_factors[driver.item_ids].to_numpy()).astype(np.float64)
+    residual = driver.ratings - mu - user_bias[driver.users] - item_bias[driver.items]
+    order = np.argsort(driver.users, kind="stable")
+    bounds = np.cumsum(np.bincount(driver.users))[:-1]
+    users = top_n_model.solve_rows(np.split(driver.items[order], bounds), items, np.zeros((rank, rank)), reg, 1.0,
+                                   targets=np.split(residual[order], bounds))
+    np.testing.assert_allclose(users, np.vstack(spark_user_factors[driver.user_ids].to_numpy()), rtol=1e-3, atol=1e-5)
+
+    # From different random starts both reach about the same validation error, every pair scored.
+    on_driver = driver.rmse(rank, reg, reg_user, reg_item, iterations, seed=1)
+    in_spark = spark_scores(model)
+    assert in_spark["rated_pairs"] == len(driver.test_ratings)
+    assert on_driver["rmse"] == pytest.approx(in_spark["rmse"], rel=0.02)
+    assert on_driver["rmse"] < driver.rmse(0, 0.0, reg_user, reg_item, 1, seed=1)["rmse"]  # ALS adds to the biases
+
+
     params, trials = top_n_model.tune(df, {"ials_rank": 3, "ials_iterations": 2}, seed=42, validation_fraction=0.25,
                                       max_users=None, k=5, ease_regs=(5.0, 50.0), ials_weights=(0.0, 1.0), extend=1)
     top = max(trials, key=lambda t: (t["ndcg_at_5"], t["precision_at_5"], -t["ease_reg"], -t["ials_weight"]))
