@@ -222,7 +222,7 @@ class DriverTrials:
             users = top_n_model.solve_rows(user_rows, items, zero, reg, 1.0, targets=user_targets).astype(np.float64)
         return users, items
 
-    def rmse(self, rank: int, reg: float, reg_user: float, reg_item: float, max_iter: int, seed: int) -> dict:
+    def metrics(self, rank: int, reg: float, reg_user: float, reg_item: float, max_iter: int, seed: int) -> dict:
         """The validation RMSE and MAE of the model :func:`fit` would fit with these parameters."""
         import numpy as np
 
@@ -255,7 +255,7 @@ def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int
     def trial(rank: int, reg: float, reg_user: float, reg_item: float) -> float:
         t0 = time.monotonic()
         if on_driver:
-            metrics = driver.rmse(rank, reg, reg_user, reg_item, max_iter, seed)
+            metrics = driver.metrics(rank, reg, reg_user, reg_item, max_iter, seed)
         else:
             if (reg_user, reg_item) not in baselines:
                 baselines[reg_user, reg_item] = _fit_baseline(vtrain, reg_user, reg_item)

@@ -261,7 +261,7 @@ def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
         return evaluation.rating_metrics(rating_model.predict(model, vtest))
 
     biases_only = rating_model.fit(vtrain, 0, 0.0, 1, reg_user, reg_item, seed=1)
-    assert driver.rmse(0, 0.0, reg_user, reg_item, 1, seed=1) == pytest.approx(
+    assert driver.metrics(0, 0.0, reg_user, reg_item, 1, seed=1) == pytest.approx(
         {key: value for key, value in spark_scores(biases_only).items() if key != "rated_pairs"}, abs=1e-12)
 
     # Spark's last half-step solved the users from its movie factors: solve_rows on the same residuals, with
@@ -278,11 +278,11 @@ def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
     np.testing.assert_allclose(users, np.vstack(spark_user_factors[driver.user_ids].to_numpy()), rtol=1e-3, atol=1e-5)
 
     # From different random starts both reach about the same validation error, every pair scored.
-    on_driver = driver.rmse(rank, reg, reg_user, reg_item, iterations, seed=1)
+    on_driver = driver.metrics(rank, reg, reg_user, reg_item, iterations, seed=1)
     in_spark = spark_scores(model)
     assert in_spark["rated_pairs"] == len(driver.test_ratings)
     assert on_driver["rmse"] == pytest.approx(in_spark["rmse"], rel=0.02)
-    assert on_driver["rmse"] < driver.rmse(0, 0.0, reg_user, reg_item, 1, seed=1)["rmse"]  # ALS adds to the biases
+    assert on_driver["rmse"] < driver.metrics(0, 0.0, reg_user, reg_item, 1, seed=1)["rmse"]  # ALS adds to the biases
 
 
     params, trials = top_n_model.tune(df, {"ials_rank": 3, "ials_iterations": 2}, seed=42, validation_fraction=0.25,
