@@ -179,6 +179,22 @@ class DriverTrials:
         self.test_items, self.test_known_items = self._positions(self.item_ids, vtest["movieId"])
         self.test_ratings = vtest["rating"].to_numpy(dtype=np.float64)
         self._biases: dict[tuple[float, float], tuple] = {}
+        # The ratings grouped by user and by movie (the same for every trial; only the residuals change).
+        self._by_user, self._by_item = self._grouping(self.users), self._grouping(self.items)
+
+    @staticmethod
+    def _grouping(key):
+        import numpy as np
+
+        return np.argsort(key, kind="stable"), np.cumsum(np.bincount(key))[:-1]
+
+    @staticmethod
+    def grouped(grouping, values) -> list:
+        """``values`` (aligned with the ratings) as one array per user or movie of ``grouping``."""
+        import numpy as np
+
+        order, bounds = grouping
+        return np.split(values[order], bounds)
 
     @staticmethod
     def _positions(ids, column):
@@ -207,13 +223,8 @@ class DriverTrials:
         """(user factors, movie factors) of explicit ALS on ``residual`` (aligned with the ratings)."""
         import numpy as np
 
-        def rows(key, other):
-            order = np.argsort(key, kind="stable")
-            bounds = np.cumsum(np.bincount(key))[:-1]
-            return np.split(other[order], bounds), np.split(residual[order], bounds)
-
-        user_rows, user_targets = rows(self.users, self.items)
-        item_rows, item_targets = rows(self.items, self.users)
+        user_rows, user_targets = self.grouped(self._by_user, self.items), self.grouped(self._by_user, residual)
+        item_rows, item_targets = self.grouped(self._by_item, self.users), self.grouped(self._by_item, residual)
         users = np.random.default_rng(seed).standard_normal((len(self.user_ids), rank))
         users /= np.linalg.norm(users, axis=1, keepdims=True)
         zero = np.zeros((rank, rank))

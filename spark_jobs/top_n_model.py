@@ -242,19 +242,19 @@ def solve_rows(idx_list, y: np.ndarray, yty: np.ndarray, reg: float, alpha: floa
         width = max(1, int(lengths[rows[-1]]))
         idx = np.zeros((len(rows), width), dtype=np.int64)
         live = np.zeros((len(rows), width))  # 1 at a rated position, 0 in the padding
+        t = None if targets is None else np.zeros((len(rows), width))
         for j, r in enumerate(rows):
             idx[j, : lengths[r]] = idx_list[r]
             live[j, : lengths[r]] = 1.0
+            if t is not None:
+                t[j, : lengths[r]] = targets[r]
         yg = y[idx] * live[:, :, None]  # padding rows are zero
         a = alpha * np.matmul(np.swapaxes(yg, 1, 2), yg)
         a += yty[None, :, :]
         a += (reg * lengths[rows]).astype(np.float64)[:, None, None] * eye[None, :, :]
-        if targets is None:
+        if t is None:
             b = (1.0 + alpha) * yg.sum(axis=1)
         else:
-            t = np.zeros((len(rows), width))
-            for j, r in enumerate(rows):
-                t[j, : lengths[r]] = targets[r]
             b = np.matmul(np.swapaxes(yg, 1, 2), t[:, :, None])[:, :, 0]
         out[rows] = np.linalg.solve(a, b[:, :, None])[:, :, 0].astype(np.float32)
         start = stop

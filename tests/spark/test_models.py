@@ -271,10 +271,9 @@ def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
     spark_user_factors = model.als.userFactors.toPandas().set_index("id")["features"]
     items = np.vstack(spark_item_factors[driver.item_ids].to_numpy()).astype(np.float64)
     residual = driver.ratings - mu - user_bias[driver.users] - item_bias[driver.items]
-    order = np.argsort(driver.users, kind="stable")
-    bounds = np.cumsum(np.bincount(driver.users))[:-1]
-    users = top_n_model.solve_rows(np.split(driver.items[order], bounds), items, np.zeros((rank, rank)), reg, 1.0,
-                                   targets=np.split(residual[order], bounds))
+    by_user = driver._by_user
+    users = top_n_model.solve_rows(driver.grouped(by_user, driver.items), items, np.zeros((rank, rank)), reg, 1.0,
+                                   targets=driver.grouped(by_user, residual))
     np.testing.assert_allclose(users, np.vstack(spark_user_factors[driver.user_ids].to_numpy()), rtol=1e-3, atol=1e-5)
 
     # From different random starts both reach about the same validation error, every pair scored.
