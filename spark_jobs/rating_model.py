@@ -10,9 +10,10 @@ unknown to the model fall back to the biases, then to the global mean, so every 
 Tuning (:func:`tune`) runs on a validation split carved out of the training part (seed + 1), on a hash
 sample of users when there are many: bias shrinkage first (biases only, cheap), then ALS regParam at
 the smallest rank, walking the grid while RMSE improves, then the larger ranks around the best value.
-Up to ``top_n_model.LOCAL_MAX_RATINGS`` validation-train ratings its trials run on the driver with numpy
-(:class:`DriverTrials`: the same bias updates, and the equations Spark's explicit ALS solves), which saves
-Spark's per-job overhead of a dozen fits; above, each trial is :func:`fit` and :func:`predict` in Spark.
+Up to ``top_n_model.LOCAL_MAX_RATINGS`` ratings the fits and the tuning trials run on the driver with numpy
+(:class:`DriverRatings`: the same bias updates, and the equations Spark's explicit ALS solves), which saves
+Spark's per-job overhead of a dozen fits; above, they are Spark's ALS. Either way the model is the same
+frames (biases, factors) and :func:`predict` scores it in Spark.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.sql import DataFrame
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import evaluation, top_n_model
@@ -31,6 +32,9 @@ from spark_jobs import evaluation, top_n_model
 BIAS_REGS = ((2.0, 2.0), (5.0, 5.0), (10.0, 10.0), (5.0, 15.0), (15.0, 5.0))
 RANKS = (10, 20)
 REG_PARAMS = (0.05, 0.1, 0.15, 0.2, 0.3)
+COLUMNS = ["userId", "movieId", "rating"]
+#: The factor frames, as Spark's ALSModel has them (``userFactors``, ``itemFactors``) and saves them.
+FACTORS_SCHEMA = "id int, features array<float>"
 
 
 @dataclass
@@ -38,10 +42,12 @@ class RatingModel:
     global_mean: float
     user_bias: DataFrame  # userId, b_user
     item_bias: DataFrame  # movieId, b_item
-    als: ALSModel | None
+    user_factors: DataFrame | None  # FACTORS_SCHEMA: the ALS part (None: the biases alone)
+    item_factors: DataFrame | None
     min_rating: float
     max_rating: float
     params: dict = field(default_factory=dict)
+    engine: str = "spark"  # where it was fitted: "spark" or "driver"
 
 
 def _materialise(df: DataFrame) -> DataFrame:
@@ -93,40 +99,53 @@ def _with_baseline(model: RatingModel, pairs: DataFrame) -> DataFrame:
 
 def fit(train: DataFrame, rank: int, reg_param: float, max_iter: int, reg_user: float, reg_item: float,
         seed: int) -> RatingModel:
-    """Biases, then explicit ALS on r - mu - b_user - b_item (``rank = 0``: the biases alone)."""
+    """Biases, then explicit ALS on r - mu - b_user - b_item (``rank = 0``: the biases alone).
+
+    Up to ``LOCAL_MAX_RATINGS`` ratings on the driver (:class:`DriverRatings`), above with Spark's ALS."""
+    if train.count() <= top_n_model.LOCAL_MAX_RATINGS:
+        driver = DriverRatings(train.select(COLUMNS).toPandas())
+        return driver.model(train.sparkSession, rank, reg_param, max_iter, reg_user, reg_item, seed)
     return _with_als(_fit_baseline(train, reg_user, reg_item), train, rank, reg_param, max_iter, seed)
+
+
+def _fit_params(rank: int, reg_param: float, max_iter: int, reg_user: float, reg_item: float, seed: int) -> dict:
+    return {"rank": rank, "reg_param": reg_param, "max_iter": max_iter, "reg_user": reg_user, "reg_item": reg_item,
+            "seed": seed}
 
 
 def _fit_baseline(train: DataFrame, reg_user: float, reg_item: float) -> RatingModel:
     """The model of the biases alone, which every fit with this shrinkage starts from."""
     bounds = train.agg(F.min("rating"), F.max("rating")).first()
     mu, user_bias, item_bias = fit_biases(train, reg_user, reg_item)
-    return RatingModel(mu, user_bias, item_bias, None, float(bounds[0]), float(bounds[1]),
+    return RatingModel(mu, user_bias, item_bias, None, None, float(bounds[0]), float(bounds[1]),
                        {"reg_user": reg_user, "reg_item": reg_item})
 
 
 def _with_als(baseline: RatingModel, train: DataFrame, rank: int, reg_param: float, max_iter: int,
               seed: int) -> RatingModel:
-    model = dataclasses.replace(baseline, params={
-        "rank": rank, "reg_param": reg_param, "max_iter": max_iter, "reg_user": baseline.params["reg_user"],
-        "reg_item": baseline.params["reg_item"], "seed": seed})
+    model = dataclasses.replace(baseline, params=_fit_params(
+        rank, reg_param, max_iter, baseline.params["reg_user"], baseline.params["reg_item"], seed))
     if rank > 0:
         residuals = _with_baseline(model, train.select("userId", "movieId", "rating")).select(
             "userId", "movieId", (F.col("rating") - F.col("_baseline")).alias("residual")
         )
         als = ALS(rank=rank, regParam=reg_param, maxIter=max_iter, seed=seed, userCol="userId", itemCol="movieId",
                   ratingCol="residual", coldStartStrategy="nan", nonnegative=False, implicitPrefs=False)
-        model.als = als.fit(residuals)
+        fitted = als.fit(residuals)
+        model.user_factors, model.item_factors = fitted.userFactors, fitted.itemFactors
     return model
 
 
 def predict(model: RatingModel, pairs: DataFrame) -> DataFrame:
     """``pairs`` (userId, movieId, ...) with a ``prediction`` column, never null."""
     scored = _with_baseline(model, pairs)
-    if model.als is not None:
-        scored = model.als.transform(scored).withColumn(
-            "_als", F.when(F.isnan("prediction"), 0.0).otherwise(F.col("prediction"))
-        ).drop("prediction")
+    if model.user_factors is not None:
+        users = model.user_factors.select(F.col("id").alias("userId"), F.col("features").alias("_x"))
+        items = model.item_factors.select(F.col("id").alias("movieId"), F.col("features").alias("_y"))
+        dot = F.aggregate(F.zip_with("_x", "_y", lambda x, y: x.cast("double") * y.cast("double")), F.lit(0.0),
+                          lambda total, term: total + term)
+        scored = (scored.join(users, "userId", "left").join(items, "movieId", "left")
+                  .withColumn("_als", F.coalesce(dot, F.lit(0.0))).drop("_x", "_y"))
     else:
         scored = scored.withColumn("_als", F.lit(0.0))
     clipped = F.least(F.greatest(F.col("_baseline") + F.col("_als"), F.lit(model.min_rating)), F.lit(model.max_rating))
@@ -141,7 +160,7 @@ def ranking_factors(model: RatingModel):
     """
     import numpy as np
 
-    items = model.als.itemFactors.join(
+    items = model.item_factors.join(
         model.item_bias.withColumnRenamed("movieId", "id"), "id", "left"
     ).toPandas()
     item_ids = items["id"].to_numpy(dtype=np.int64)
@@ -149,35 +168,39 @@ def ranking_factors(model: RatingModel):
         np.vstack(items["features"].to_numpy()).astype(np.float32),
         items["b_item"].fillna(0.0).to_numpy(dtype=np.float32)[:, None],
     ])
-    users = model.als.userFactors.select(
+    users = model.user_factors.select(
         F.col("id").alias("userId"), F.concat(F.col("features"), F.array(F.lit(1.0).cast("float"))).alias("features")
     )
     return users, item_ids, vectors
 
 
-class DriverTrials:
-    """Rating-model trials on the driver, for a validation split small enough to hold in memory.
+class DriverRatings:
+    """The rating model's fits on the driver, for ratings small enough to hold in memory, and the validation
+    metrics of the tuning trials.
 
-    Each trial fits what :func:`fit` fits and scores what :func:`predict` scores: biases by the same
-    alternating shrunk means (:func:`fit_biases`), then explicit ALS on the residuals solving Spark's
-    equations per row, (Y_r'Y_r + regParam n_r I) x = Y_r' r (``ALS.computeFactors``, ALS-WR), items then
-    users each iteration from seeded unit-norm user factors; unknown users or movies fall back to the
-    biases; predictions clipped to the training range. The factors differ from Spark's by their random
-    start only, so a trial's RMSE is Spark's to within the spread of ALS's local optima.
+    It fits what Spark fits: biases by the same alternating shrunk means (:func:`fit_biases`), then explicit
+    ALS on the residuals solving Spark's equations per row, (Y_r'Y_r + regParam n_r I) x = Y_r' r
+    (``ALS.computeFactors``, ALS-WR), items then users each iteration from seeded unit-norm user factors.
+    :meth:`metrics` scores as :func:`predict` does: unknown users or movies fall back to the biases,
+    predictions clipped to the training range. The factors differ from Spark's by their random start
+    only, so the RMSE is Spark's to within the spread of ALS's local optima. The ratings are sorted by
+    (userId, movieId), so a fit does not depend on the order they were collected in.
     """
 
-    def __init__(self, vtrain, vtest):
+    def __init__(self, vtrain, vtest=None):
         import numpy as np
 
+        vtrain = vtrain.sort_values(["userId", "movieId"], kind="stable")
         self.user_ids = np.unique(vtrain["userId"].to_numpy(dtype=np.int64))
         self.item_ids = np.unique(vtrain["movieId"].to_numpy(dtype=np.int64))
         self.users = np.searchsorted(self.user_ids, vtrain["userId"].to_numpy(dtype=np.int64))
         self.items = np.searchsorted(self.item_ids, vtrain["movieId"].to_numpy(dtype=np.int64))
         self.ratings = vtrain["rating"].to_numpy(dtype=np.float64)
         self.bounds = (float(self.ratings.min()), float(self.ratings.max()))
-        self.test_users, self.test_known_users = self._positions(self.user_ids, vtest["userId"])
-        self.test_items, self.test_known_items = self._positions(self.item_ids, vtest["movieId"])
-        self.test_ratings = vtest["rating"].to_numpy(dtype=np.float64)
+        if vtest is not None:
+            self.test_users, self.test_known_users = self._positions(self.user_ids, vtest["userId"])
+            self.test_items, self.test_known_items = self._positions(self.item_ids, vtest["movieId"])
+            self.test_ratings = vtest["rating"].to_numpy(dtype=np.float64)
         self._biases: dict[tuple[float, float], tuple] = {}
         # The ratings grouped by user and by movie (the same for every trial; only the residuals change).
         self._by_user, self._by_item = self._grouping(self.users), self._grouping(self.items)
@@ -233,17 +256,45 @@ class DriverTrials:
             users = top_n_model.solve_rows(user_rows, items, zero, reg, 1.0, targets=user_targets).astype(np.float64)
         return users, items
 
+    def fit(self, rank: int, reg: float, reg_user: float, reg_item: float, max_iter: int, seed: int):
+        """(mu, user biases, movie biases, user factors, movie factors); factors None for ``rank = 0``."""
+        mu, user_bias, item_bias = self.biases(reg_user, reg_item)
+        if rank <= 0:
+            return mu, user_bias, item_bias, None, None
+        residual = self.ratings - mu - user_bias[self.users] - item_bias[self.items]
+        return (mu, user_bias, item_bias, *self.als(residual, rank, reg, max_iter, seed))
+
+    def model(self, spark: SparkSession, rank: int, reg: float, max_iter: int, reg_user: float, reg_item: float,
+              seed: int) -> RatingModel:
+        """The fit as a :class:`RatingModel` of Spark frames, as :func:`fit` returns it."""
+        import numpy as np
+        import pandas as pd
+
+        mu, user_bias, item_bias, users, items = self.fit(rank, reg, reg_user, reg_item, max_iter, seed)
+
+        def frame(key: str, ids, name: str, values) -> DataFrame:
+            return spark.createDataFrame(pd.DataFrame({key: ids.astype(np.int32), name: values}), f"{key} int, {name} double")
+
+        def factors(ids, vectors) -> DataFrame | None:
+            if vectors is None:
+                return None
+            rows = pd.DataFrame({"id": ids.astype(np.int32), "features": vectors.astype(np.float32).tolist()})
+            return spark.createDataFrame(rows, FACTORS_SCHEMA)
+
+        return RatingModel(mu, frame("userId", self.user_ids, "b_user", user_bias),
+                           frame("movieId", self.item_ids, "b_item", item_bias),
+                           factors(self.user_ids, users), factors(self.item_ids, items), *self.bounds,
+                           _fit_params(rank, reg, max_iter, reg_user, reg_item, seed), engine="driver")
+
     def metrics(self, rank: int, reg: float, reg_user: float, reg_item: float, max_iter: int, seed: int) -> dict:
         """The validation RMSE and MAE of the model :func:`fit` would fit with these parameters."""
         import numpy as np
 
-        mu, user_bias, item_bias = self.biases(reg_user, reg_item)
+        mu, user_bias, item_bias, users, items = self.fit(rank, reg, reg_user, reg_item, max_iter, seed)
         known_u, known_i = self.test_known_users, self.test_known_items
         predicted = (mu + np.where(known_u, user_bias[self.test_users], 0.0)
                      + np.where(known_i, item_bias[self.test_items], 0.0))
-        if rank > 0:
-            residual = self.ratings - mu - user_bias[self.users] - item_bias[self.items]
-            users, items = self.als(residual, rank, reg, max_iter, seed)
+        if users is not None:
             interaction = np.einsum("ij,ij->i", users[self.test_users], items[self.test_items])
             predicted += np.where(known_u & known_i, interaction, 0.0)
         error = np.clip(predicted, *self.bounds) - self.test_ratings
@@ -256,10 +307,9 @@ def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int
     vtrain, vtest, fraction = evaluation.validation_split(train, validation_fraction, max_users, seed, split)
     started = time.monotonic()
     trials: list[dict] = []
-    columns = ["userId", "movieId", "rating"]
     on_driver = vtrain.count() <= top_n_model.LOCAL_MAX_RATINGS
     if on_driver:
-        driver = DriverTrials(vtrain.select(columns).toPandas(), vtest.select(columns).toPandas())
+        driver = DriverRatings(vtrain.select(COLUMNS).toPandas(), vtest.select(COLUMNS).toPandas())
     # Every ALS trial in Spark shares the chosen shrinkage: its biases are fitted once (6 driver round trips).
     baselines: dict[tuple[float, float], RatingModel] = {}
 
@@ -307,10 +357,17 @@ def tune(train: DataFrame, seed: int, validation_fraction: float, max_users: int
     return chosen, trials
 
 
+def factor_paths(folder: str) -> dict[str, str]:
+    """Where :func:`save` writes the factors: ``<folder>/userFactors`` and ``<folder>/itemFactors``, the
+    Parquet folders a Spark ALSModel saves (so the item factors of either are read the same way)."""
+    return {"user_factors": folder + "/userFactors", "item_factors": folder + "/itemFactors"}
+
+
 def save(model: RatingModel, folder: str) -> dict[str, str]:
-    """The ALS part as a Spark ALSModel (``<folder>``) and the biases as Parquet beside it."""
-    model.als.write().overwrite().save(folder)
-    paths = {"als": folder, "user_bias": folder + "_bias/users", "item_bias": folder + "_bias/items"}
-    model.user_bias.write.mode("overwrite").parquet(paths["user_bias"])
-    model.item_bias.write.mode("overwrite").parquet(paths["item_bias"])
+    """The factors as Parquet in ``<folder>`` (:func:`factor_paths`) and the biases beside it."""
+    paths = {**factor_paths(folder), "user_bias": folder + "_bias/users", "item_bias": folder + "_bias/items"}
+    frames = {"user_factors": model.user_factors, "item_factors": model.item_factors,
+              "user_bias": model.user_bias, "item_bias": model.item_bias}
+    for name, frame in frames.items():
+        frame.write.mode("overwrite").parquet(paths[name])
     return paths

@@ -142,11 +142,12 @@ def run(spark: SparkSession, lake_root: str, ds: str, model_name: str, settings:
     if settings["similar_source"] == "item-knn":
         similar = similar_movies_knn(ratings, n, settings["knn_liked_threshold"], min_ratings)
     else:
-        from pyspark.ml.recommendation import ALSModel
+        from spark_jobs import rating_model
 
-        model = ALSModel.load(layout.join(layout.zone_dir(lake_root, layout.MODELS, ds), model_name))
+        folder = layout.join(layout.zone_dir(lake_root, layout.MODELS, ds), model_name)
+        item_factors = spark.read.parquet(rating_model.factor_paths(folder)["item_factors"])
         support = {r["movieId"]: r["n"] for r in ratings.groupBy("movieId").agg(F.count("*").alias("n")).collect()}
-        similar = similar_movies(model.itemFactors, n, support, min_ratings)
+        similar = similar_movies(item_factors, n, support, min_ratings)
     table = with_titles(similar, movies)
     return {"similar_movies": session.write_table(spark, table, lake_root, layout.GOLD, "similar_movies", ds)}
 

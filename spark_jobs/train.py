@@ -218,7 +218,7 @@ def run(spark: SparkSession, lake_root: str, ds: str, job: JobSpec, champion_inf
     top_n.data.release()
 
     models = {
-        RATING_MODEL: {"params": {**chosen_rating, "seed": seed}, "metrics": rating_metrics,
+        RATING_MODEL: {"params": {**chosen_rating, "seed": seed}, "metrics": rating_metrics, "engine": rating.engine,
                        "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[RATING_MODEL].items()}},
         TOP_N_MODEL: {"params": {**chosen_top_n, "seed": seed}, "metrics": top_n_metrics,
                       "artifacts": {name: layout.relative(lake_root, path) for name, path in artifacts[TOP_N_MODEL].items()}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import bronze, evaluation, silver, train
+from spark_jobs import bronze, evaluation, silver, similar, train
 from spark_jobs.common import layout
 from spark_jobs.common.spec import JobSpec
 
@@ -126,6 +126,19 @@ def test_daily_stages_on_a_tiny_lake(spark, tmp_path):
     assert all(r.title for r in rows)
     again = train.run(spark, lake, "2026-01-02", params)
     assert again["models"]["als_explicit"]["metrics"] == metrics, "fixed seeds: a rerun gives the same numbers"
+
+    # The rating model (fitted on the driver: tiny data) is saved as ALSModel's factor folders, which the
+    # als-factors similar movies read.
+    rating = again["models"]["als_explicit"]
+    assert rating["engine"] == "driver"
+    assert set(rating["artifacts"]) == {"user_factors", "item_factors", "user_bias", "item_bias"}
+    item_factors = spark.read.parquet(f"{lake}/{rating['artifacts']['item_factors']}")
+    assert item_factors.schema.simpleString() == "struct<id:int,features:array<float>>"
+    assert item_factors.count() == 30 and len(item_factors.first()["features"]) == 4
+    settings = {**params.settings, "similar_source": "als-factors", "similar_min_ratings": 1}
+    assert similar.run(spark, lake, "2026-01-02", train.SIMILARITY_MODEL, settings)["similar_movies"] > 0
+    lists = spark.read.parquet(layout.table_dir(lake, layout.GOLD, "similar_movies", "2026-01-02"))
+    assert lists.select("movieId").distinct().count() == 30
 
 
 def test_split_is_stratified_by_movie_and_independent_of_partitioning(spark):

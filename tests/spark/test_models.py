@@ -239,14 +239,15 @@ def test_tuning_picks_from_its_grid_on_a_validation_split(spark, monkeypatch):
     assert evaluation.rating_metrics(rating_model.predict(model, vtest))["rmse"] == spark_trials[1]["rmse"]
 
 
-def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
-    """The driver's trials: fit_biases' biases, Spark's explicit-ALS equations, predict's fallbacks and clip."""
+def test_rating_fits_on_the_driver_fit_what_spark_fits(spark, monkeypatch):
+    """The driver's fits and trials: fit_biases' biases, Spark's explicit-ALS equations, predict's fallbacks
+    and clip; its model is scored by predict as Spark's is."""
     df = _ratings(spark, _latent_ratings(n_users=60, n_items=25))
     vtrain, vtest, _ = evaluation.validation_split(df, 0.25, None, 42)
     unknown = _ratings(spark, [(999, 1, 4.0), (1, 999, 2.0), (999, 998, 0.5)])  # a new user, a new movie, both
     vtest = vtest.unionByName(unknown)
     columns = ["userId", "movieId", "rating"]
-    driver = rating_model.DriverTrials(vtrain.select(columns).toPandas(), vtest.select(columns).toPandas())
+    driver = rating_model.DriverRatings(vtrain.select(columns).toPandas(), vtest.select(columns).toPandas())
     reg_user, reg_item, rank, reg, iterations = 2.0, 5.0, 3, 0.1, 10
 
     mu, user_bias, item_bias = driver.biases(reg_user, reg_item)
@@ -260,15 +261,30 @@ def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
     def spark_scores(model):
         return evaluation.rating_metrics(rating_model.predict(model, vtest))
 
+    # Small data: fit() fits on the driver, and predict() scores its model as the driver's own trial does.
+    on_driver_model = rating_model.fit(vtrain, rank, reg, iterations, reg_user, reg_item, seed=1)
+    assert on_driver_model.engine == "driver"
+    on_driver = driver.metrics(rank, reg, reg_user, reg_item, iterations, seed=1)
+    scored = spark_scores(on_driver_model)
+    assert scored["rated_pairs"] == len(driver.test_ratings)
+    assert scored["rmse"] == pytest.approx(on_driver["rmse"], rel=1e-6)
+    assert scored["mae"] == pytest.approx(on_driver["mae"], rel=1e-6)
+    reordered = rating_model.fit(vtrain.repartition(3, "rating"), rank, reg, iterations, reg_user, reg_item, seed=1)
+    assert spark_scores(reordered) == scored, "the same ratings in another order: the same fit"
+
+    # In Spark (above LOCAL_MAX_RATINGS): the biases alone score as the driver's trial does.
+    monkeypatch.setattr(top_n_model, "LOCAL_MAX_RATINGS", 0)
     biases_only = rating_model.fit(vtrain, 0, 0.0, 1, reg_user, reg_item, seed=1)
+    assert biases_only.engine == "spark" and biases_only.user_factors is None
     assert driver.metrics(0, 0.0, reg_user, reg_item, 1, seed=1) == pytest.approx(
         {key: value for key, value in spark_scores(biases_only).items() if key != "rated_pairs"}, abs=1e-12)
 
     # Spark's last half-step solved the users from its movie factors: solve_rows on the same residuals, with
     # regParam * n_r, gives them back, so the driver solves Spark's equations.
     model = rating_model.fit(vtrain, rank, reg, iterations, reg_user, reg_item, seed=1)
-    spark_item_factors = model.als.itemFactors.toPandas().set_index("id")["features"]
-    spark_user_factors = model.als.userFactors.toPandas().set_index("id")["features"]
+    assert model.engine == "spark"
+    spark_item_factors = model.item_factors.toPandas().set_index("id")["features"]
+    spark_user_factors = model.user_factors.toPandas().set_index("id")["features"]
     items = np.vstack(spark_item_factors[driver.item_ids].to_numpy()).astype(np.float64)
     residual = driver.ratings - mu - user_bias[driver.users] - item_bias[driver.items]
     by_user = driver._by_user
@@ -277,7 +293,6 @@ def test_rating_trials_on_the_driver_fit_what_spark_fits(spark):
     np.testing.assert_allclose(users, np.vstack(spark_user_factors[driver.user_ids].to_numpy()), rtol=1e-3, atol=1e-5)
 
     # From different random starts both reach about the same validation error, every pair scored.
-    on_driver = driver.metrics(rank, reg, reg_user, reg_item, iterations, seed=1)
     in_spark = spark_scores(model)
     assert in_spark["rated_pairs"] == len(driver.test_ratings)
     assert on_driver["rmse"] == pytest.approx(in_spark["rmse"], rel=0.02)
