@@ -29,12 +29,17 @@ def get_session(app_name: str) -> SparkSession:
 
 
 def write_table(spark: SparkSession, df, lake_root: str, zone: str, table: str, ds: str) -> int:
-    """Write one ds partition of a table (replacing it) and return its row count, read back."""
+    """Write one ds partition of a table (replacing it) and return its row count, counted as the rows are
+    written (an ``Observation`` of the write itself: no second job reading the partition back)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     from spark_jobs.common import layout
 
     target = layout.table_dir(lake_root, zone, table, ds)
-    df.write.mode("overwrite").parquet(target)
-    return spark.read.parquet(target).count()
+    written = Observation()
+    df.observe(written, F.count(F.lit(1)).alias("rows")).write.mode("overwrite").parquet(target)
+    return int(written.get["rows"])
 
 
 def write_tables(spark: SparkSession, tables: dict, lake_root: str, zone: str, ds: str) -> dict[str, int]:
