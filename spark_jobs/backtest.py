@@ -4,7 +4,9 @@ For a date D: the served lists are those of the latest date S < D whose lists we
 ``gold/recommendations``, unless its publication record says it was held back: ``layout.served_date``).
 The relevant movies of a user are the (user, movie) pairs of the ratings that landed on D (bronze ``ds=D``)
 that the user had not rated by the date before D (silver of the latest date < D). A user the served lists
-do not know gets the popularity list, as serving answers them (the fallback). Each user with new pairs is
+do not know (no ratings by S) gets S's cold-start list (``gold/fallback_movies``), as serving answers them;
+a lake without that table for S gives them the popularity baseline's list instead, and ``fallback_list``
+says which. Each user with new pairs is
 scored at k, for the served lists and for the popularity baseline of S (each user's most-rated movies as
 of S that the user had not rated by S), with the protocol's metrics (``evaluation.ranking_metrics``).
 
@@ -16,7 +18,7 @@ ratings landed on D, or only re-ratings).
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import evaluation
@@ -50,6 +52,17 @@ def new_pairs(landed: DataFrame, earlier: DataFrame | None) -> DataFrame:
     return pairs.join(earlier.select("userId", "movieId"), ["userId", "movieId"], "left_anti")
 
 
+def fallback_lists(fallback_movies: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """userId, rank, movieId, score: the cold-start list for each of ``users``, without what the user had rated
+    (``seen``: userId, seen): what serving answers a user with no ratings (genre weights all one)."""
+    movies = fallback_movies.select(F.col("rank").alias("_order"), "movieId", F.col("n_ratings").cast("float").alias("score"))
+    candidates = users.crossJoin(movies).join(seen, "userId", "left").where(
+        F.col("seen").isNull() | ~F.array_contains(F.col("seen"), F.col("movieId")))
+    order = Window.partitionBy("userId").orderBy("_order")
+    return candidates.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k).select(
+        "userId", "rank", "movieId", "score")
+
+
 def with_fallback(served: DataFrame, fallback: DataFrame) -> DataFrame:
     """The served lists, and the fallback list for each user the served lists do not hold."""
     columns = ["userId", "rank", "movieId", "score"]
@@ -57,11 +70,13 @@ def with_fallback(served: DataFrame, fallback: DataFrame) -> DataFrame:
     return served.select(*columns).unionByName(missing.select(*columns))
 
 
-def evaluate(relevant: DataFrame, served: DataFrame, history: DataFrame, k: int) -> dict[str, dict[str, float]]:
-    """Metrics at ``k`` of the served lists (with the popularity fallback) and of popularity alone.
+def evaluate(relevant: DataFrame, served: DataFrame, history: DataFrame, k: int,
+             fallback_movies: DataFrame | None = None) -> dict[str, dict[str, float]]:
+    """Metrics at ``k`` of the served lists (with the fallback) and of popularity alone.
 
     ``relevant``: userId, movieId of the new pairs; ``served``: the served lists (userId, rank, movieId,
-    score); ``history``: the ratings as of the served date (the popularity counts and what users had seen).
+    score); ``history``: the ratings as of the served date (the popularity counts and what users had seen);
+    ``fallback_movies``: the served date's cold-start list (None: the popularity list stands in).
     """
     from spark_jobs.train import popularity_top_k
 
@@ -71,8 +86,10 @@ def evaluate(relevant: DataFrame, served: DataFrame, history: DataFrame, k: int)
     served_k = served.where(F.col("rank") <= k).join(users, "userId")
     known_users = served_k.select("userId").distinct()
     catalogue = history.select("movieId").distinct().count()
+    fallback = popularity if fallback_movies is None else fallback_lists(
+        fallback_movies, users.join(known_users, "userId", "left_anti"), seen, k)
     result = {name: evaluation.ranking_metrics(frame, relevant, k, catalogue)
-              for name, frame in {SERVED: with_fallback(served_k, popularity), POPULARITY: popularity}.items()}
+              for name, frame in {SERVED: with_fallback(served_k, fallback), POPULARITY: popularity}.items()}
     known, with_new = known_users.count(), users.count()
     if known:
         relevant_known = relevant.join(known_users, "userId")
@@ -103,7 +120,14 @@ def run(spark: SparkSession, lake_root: str, ds: str, k: int) -> dict:
         else:
             served = spark.read.parquet(layout.table_dir(lake_root, layout.GOLD, "recommendations", served_ds))
             history = spark.read.parquet(layout.table_dir(lake_root, layout.SILVER, "ratings", served_ds))
-            result["lists"] = evaluate(relevant, served, history, k)
+            fallback_root = layout.table_dir(lake_root, layout.GOLD, "fallback_movies", served_ds)
+            fallback_movies = None
+            if session.exists(spark, fallback_root):
+                fallback_movies = spark.read.parquet(fallback_root)
+                result["fallback_list"] = layout.table_dir("", layout.GOLD, "fallback_movies", served_ds)
+            else:
+                result["fallback_list"] = f"popularity of {served_ds} (no gold/fallback_movies for it)"
+            result["lists"] = evaluate(relevant, served, history, k, fallback_movies)
             result["status"] = "scored"
         relevant.unpersist()
     rows = [(served_ds, name, metric, float(value)) for name, metrics in result["lists"].items()

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                 report["counts"].setdefault("gold", {})[table] = done["rows"]
                 report["outputs"][table] = gold_table(table, args.ds)
         elif stage == "gold":
-            counts = gold.run(spark, args.lake_root, args.ds, settings["popular_min_ratings"], settings["popular_top_n"])
+            counts = gold.run(spark, args.lake_root, args.ds, settings)
             report["counts"].setdefault("gold", {}).update(counts)
             report["outputs"].update({t: gold_table(t, args.ds) for t in counts})
         elif stage == "train":

@@ -7,9 +7,12 @@ Outputs, each under ``gold/<table>/ds=D/``:
   ``segment`` = all | the genre | e.g. 1990s, ``ranked_by`` = mean_rating | bayesian_avg, ``rank``);
 - ``ratings_by_year``: number and mean of the ratings given in each calendar year (UTC);
 - ``rating_distribution``: how many ratings have each value, and their share;
-- ``fallback_movies``: the ``FALLBACK_MOVIES`` most-rated movies (rank, title, genres, n_ratings), what a
-  user the served model does not know is answered from (``movielens.serving.lookup``: the popularity list,
-  weighted by the genres the user rated when they rated any).
+- ``fallback_movies``: the ``FALLBACK_MOVIES`` movies most rated in the last ``fallback_window_days`` days of
+  the history (rank, title, genres, n_ratings: the ratings in that window), what a user the served model does
+  not know is answered from (``movielens.serving.lookup``: the popularity list, weighted by the genres the
+  user rated when they rated any). Recent counts, because what users rate next leans to what others rate
+  now: on ml-latest-small's last year the last 365 days' counts predicted the next days' ratings better
+  than all-time counts on every replayed date (bench/RESULTS.md, "Levers for the target").
 """
 
 from __future__ import annotations
@@ -65,12 +68,20 @@ def popular_movies(movie_stats: DataFrame, min_ratings: int, top_n: int) -> Data
     return ranked[0].unionByName(ranked[1]).select("scope", "segment", "ranked_by", "rank", *MOVIE_COLUMNS)
 
 
-def fallback_movies(movie_stats: DataFrame, n: int = FALLBACK_MOVIES) -> DataFrame:
-    """The ``n`` most-rated movies, ties by the smaller movieId: ``segment`` (all), rank, movie, genres."""
-    order = Window.orderBy(F.col("n_ratings").desc(), F.col("movieId"))
-    return (movie_stats.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= n)
+def fallback_movies(ratings: DataFrame, movie_stats: DataFrame, window_days: int, n: int = FALLBACK_MOVIES) -> DataFrame:
+    """The ``n`` movies most rated in the last ``window_days`` days before the latest rating (0: all ratings),
+    then by all their ratings, then the smaller movieId: ``segment`` (all), rank, movie, genres, and
+    ``n_ratings``, the count the list ranks by (the window's), which serving weighs by genre."""
+    recent = ratings
+    if window_days:
+        latest = ratings.agg(F.max("timestamp")).first()[0]
+        recent = ratings.where(F.col("timestamp") > F.lit((latest or 0) - window_days * 86_400))
+    counts = recent.groupBy("movieId").agg(F.count(F.lit(1)).alias("_recent"))
+    ranked = movie_stats.join(counts, "movieId", "left").withColumn("_recent", F.coalesce("_recent", F.lit(0)))
+    order = Window.orderBy(F.col("_recent").desc(), F.col("n_ratings").desc(), F.col("movieId"))
+    return (ranked.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= n)
             .select(F.lit("all").alias("segment"), "rank", "movieId", "title",
-                    F.array_join("genre_list", "|").alias("genres"), F.col("n_ratings").cast("int").alias("n_ratings")))
+                    F.array_join("genre_list", "|").alias("genres"), F.col("_recent").cast("int").alias("n_ratings")))
 
 
 def ratings_by_year(ratings: DataFrame) -> DataFrame:
@@ -83,13 +94,13 @@ def rating_distribution(ratings: DataFrame) -> DataFrame:
     return counts.withColumn("share", F.col("n_ratings") / F.sum("n_ratings").over(Window.partitionBy()))
 
 
-def run(spark: SparkSession, lake_root: str, ds: str, min_ratings: int, top_n: int) -> dict:
+def run(spark: SparkSession, lake_root: str, ds: str, settings: dict) -> dict:
     ratings, movie_stats = extract(spark, lake_root, ds)
     tables = {
-        "popular_movies": popular_movies(movie_stats, min_ratings, top_n),
+        "popular_movies": popular_movies(movie_stats, settings["popular_min_ratings"], settings["popular_top_n"]),
         "ratings_by_year": ratings_by_year(ratings),
         "rating_distribution": rating_distribution(ratings),
-        "fallback_movies": fallback_movies(movie_stats),
+        "fallback_movies": fallback_movies(ratings, movie_stats, settings["fallback_window_days"]),
     }
     return session.write_tables(spark, tables, lake_root, layout.GOLD, ds)
 
@@ -98,9 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     from spark_jobs.common.spec import job_parser
 
     args = job_parser(__doc__.splitlines()[0]).parse_args(argv)
-    settings = args.spec.settings
     spark = session.get_session("movielens-gold")
-    print(run(spark, args.lake_root, args.ds, settings["popular_min_ratings"], settings["popular_top_n"]))
+    print(run(spark, args.lake_root, args.ds, args.spec.settings))
     spark.stop()
 
 

@@ -180,6 +180,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("popular_min_ratings", int, 50, "Ratings a movie needs to be ranked among the popular movies.", 1,
             1_000_000_000),
     Setting("popular_top_n", int, 20, "Movies per popularity ranking.", 1, 1000),
+    Setting("fallback_window_days", int, 365, "The cold-start list (users the served model does not know) ranks "
+            "movies by their ratings in the last this many days of the history, up to its latest rating; 0 counts "
+            "every rating.", 0, 36_500),
     # Publishing: the gate between the day's lists and the served ones (spark_jobs/gate.py).
     Setting("publish", str, "gate", "gate: the day's lists are served only when their models are not worse "
             "than the served ones' beyond the tolerances, on the day's test split; force: served whatever the "

@@ -48,6 +48,7 @@ def test_served_lists_and_popularity_against_the_next_days_ratings(spark, lake):
     assert served["ndcg_at_2"] == pytest.approx((1 + gain2 + 1) / 3)
     assert served["hit_rate_at_2"] == pytest.approx(1.0)
     assert (served["evaluated_users"], served["users_with_new_ratings"], served["fallback_users"]) == (3, 3, 1)
+    assert result["fallback_list"] == f"popularity of {S} (no gold/fallback_movies for it)"
     # Popularity of S without what each had seen: user 1 [11, 12], user 2 [12], user 4 [10, 11].
     popular = result["lists"][backtest.POPULARITY]
     assert popular["precision_at_2"] == pytest.approx((0.5 + 0 + 1) / 3)
@@ -64,6 +65,25 @@ def test_served_lists_and_popularity_against_the_next_days_ratings(spark, lake):
     assertDataFrameEqual(table.where("metric = 'ndcg_at_2'").select("served_ds", "list"),
                          spark.createDataFrame([(S, "served"), (S, "popularity"), (S, "served_known"),
                                                 (S, "popularity_known")], "served_ds string, list string"))
+
+
+def test_a_user_the_served_lists_do_not_hold_gets_the_served_dates_cold_start_list(spark, lake):
+    """With S's gold/fallback_movies, the unknown user 4 gets that list ([11, 12], not popularity's [10, 11])."""
+    write(spark, lake, layout.GOLD, "fallback_movies", S,
+          [("all", 1, 11, "b", "Drama", 2), ("all", 2, 12, "c", "Drama", 1), ("all", 3, 10, "a", "Drama", 0)],
+          "segment string, rank int, movieId int, title string, genres string, n_ratings int")
+    result = backtest.run(spark, lake, D, k=2)
+    assert result["fallback_list"] == f"gold/fallback_movies/ds={S}"
+    gain2 = 1 / math.log2(3)
+    # User 1 [12, 11] hits 12 at 1; user 2 [12, 13] hits 13 at 2; user 4 [11, 12] hits 11 at 1 of {10, 11}.
+    served = result["lists"][backtest.SERVED]
+    assert served["precision_at_2"] == pytest.approx(0.5)
+    assert served["recall_at_2"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert served["ndcg_at_2"] == pytest.approx((1 + gain2 + 1 / (1 + gain2)) / 3)
+    assert served["fallback_users"] == 1
+    # The baseline and the known users' lists do not change.
+    assert result["lists"][backtest.POPULARITY]["ndcg_at_2"] == pytest.approx((gain2 + 0 + 1) / 3)
+    assert result["lists"][backtest.SERVED_KNOWN]["ndcg_at_2"] == pytest.approx((1 + gain2) / 2)
 
 
 def test_a_held_back_date_is_not_the_served_one(spark, lake, tmp_path):

@@ -49,6 +49,28 @@ def test_ratings_by_year_and_distribution(spark):
     assert dist == {3.0: (1, 0.25), 4.0: (2, 0.5), 5.0: (1, 0.25)}
 
 
+def test_the_cold_start_list_ranks_by_the_ratings_of_the_trailing_window(spark):
+    day = 86_400
+    stats = spark.createDataFrame(
+        [(m, f"M{m}", 2000, ["Drama"], n, 4.0, 4.0) for m, n in ((1, 5), (2, 2), (3, 1), (4, 3))], STATS_SCHEMA)
+    # Movie 1: 5 ratings, all older than a year before the latest; 2: two recent; 3: one recent; 4: 1 recent, 2 old.
+    when = {1: [0] * 5, 2: [500, 500], 3: [500], 4: [500, 0, 0]}
+    latest = 500 * day
+    ratings = spark.createDataFrame([(u, m, 4.0, t * day) for m, days in when.items() for u, t in enumerate(days)],
+                                    "userId int, movieId int, rating double, timestamp long")
+
+    def listed(window_days: int) -> list[tuple[int, int]]:
+        rows = gold.fallback_movies(ratings, stats, window_days).orderBy("rank").collect()
+        assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+        return [(r["movieId"], r["n_ratings"]) for r in rows]
+
+    assert latest - 365 * day > 0
+    # The last 365 days: 2 (2 ratings), then 3 and 4 (1 each: 4 has more ratings in all), then 1 (none recent).
+    assert listed(365) == [(2, 2), (4, 1), (3, 1), (1, 0)]
+    assert listed(0) == [(1, 5), (4, 3), (2, 2), (3, 1)], "0: every rating counts"
+    assert gold.fallback_movies(ratings, stats, 365, n=2).count() == 2
+
+
 def test_similar_movies_are_the_nearest_by_cosine(spark):
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(40, 5)).astype(np.float32)
