@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devenv import local_airflow
 from devenv.mailbox import Mailbox
-from movielens import config
+from movielens import config, lineage
 from movielens.config import VAR_DIR
 from movielens.lake import Lake
 from spark_jobs.common import layout
@@ -26,7 +26,9 @@ from spark_jobs.common import layout
 DAG_ID = "movielens_daily"
 #: The demo's Airflow makes only the demo's runs (unpausing must not also start today's scheduled one), and
 #: its DAG files do not change while it runs (parsed once, not every 30 s beside Spark on the same cores).
-DEMO_STACK = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
+DEMO_STACK = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+              # A demo on another lake than the last one: the orphan check activates its Assets within seconds.
+              "AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": "5"}
 
 
 def _fmt_metrics(metrics: dict) -> str:
@@ -105,6 +107,9 @@ def demo(ds: str, days: int = 1, *, port: int = 8080, var_dir: Path = VAR_DIR) -
         try:
             with stack:
                 stack.wait_for_dags([DAG_ID])
+                lake_url = env.get("MOVIELENS_LAKE_URL") or config.lake_url()
+                stack.wait_for_assets([lineage.asset_uri(p, lake_url)
+                                       for p in (lineage.SPARK_JOB_INLET, *lineage.SPARK_JOB_PRODUCTS)])
                 stack.unpause(DAG_ID)
                 timings["airflow_start"] = time.monotonic() - started
                 for date in dates:

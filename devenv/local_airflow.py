@@ -395,6 +395,22 @@ class AirflowStack:
         errors = self.request("GET", "/api/v2/importErrors")
         raise AirflowError(f"DAGs not parsed after {timeout:.0f} s: {missing}; import errors: {errors}")
 
+    def wait_for_assets(self, uris: list[str], timeout: float = 180.0) -> None:
+        """Until Airflow holds an active Asset for each URI: after a change of the lake, the scheduler's orphan
+        check retires the Assets of the old lake (same names) before it activates the new ones."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        missing = list(uris)
+        while time.monotonic() < deadline:
+            self.check_running()
+            active = {a["uri"] for a in self.request("GET", "/api/v2/assets?limit=1000")["assets"]}
+            missing = [u for u in uris if u not in active]
+            if not missing:
+                return
+            time.sleep(2)
+        raise AirflowError(f"Assets not active after {timeout:.0f} s: {missing} (see the DAG warnings in the UI)")
+
     def _dag_known(self, dag_id: str) -> bool:
         try:
             self.request("GET", f"/api/v2/dags/{dag_id}")
