@@ -77,6 +77,7 @@ def main() -> int:
     else:
         work = ROOT / "var" / "bench" / "replay"
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         lake = work / "lake"
         env = {**os.environ, "MOVIELENS_DIR": str(args.dir.resolve()), "MOVIELENS_LAKE_URL": lake.as_uri(),
                "MOVIELENS_CACHE_DIR": str(work / "cache")}
