@@ -108,8 +108,7 @@ def demo(ds: str, days: int = 1, *, port: int = 8080, var_dir: Path = VAR_DIR) -
             with stack:
                 stack.wait_for_dags([DAG_ID])
                 lake_url = env.get("MOVIELENS_LAKE_URL") or config.lake_url()
-                stack.wait_for_assets([lineage.asset_uri(p, lake_url)
-                                       for p in (lineage.SPARK_JOB_INLET, *lineage.SPARK_JOB_PRODUCTS)])
+                stack.wait_for_assets([lineage.asset_uri(p, lake_url) for p in lineage.SPARK_JOB_PRODUCTS])
                 stack.unpause(DAG_ID)
                 timings["airflow_start"] = time.monotonic() - started
                 for date in dates:

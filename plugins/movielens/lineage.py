@@ -40,11 +40,6 @@ AIRFLOW_SETTINGS = {
 }
 
 
-#: The products a DAG names as its tasks' inlets and outlets (the Spark job's), so Airflow registers them at
-#: parse; the validated and rejected files' Assets exist once the alias has announced one.
-SPARK_JOB_INLET = "validated"
-
-
 def asset_uri(product: str, lake_url: str | None = None) -> str:
     """The URI of a product of :data:`PRODUCTS` on ``lake_url`` (default: ``MOVIELENS_LAKE_URL``)."""
     return f"{(lake_url or config.lake_url()).rstrip('/')}/{PRODUCTS[product]}"
@@ -54,9 +49,10 @@ def asset(product: str):
     """The Asset of a product of :data:`PRODUCTS` on the lake of ``MOVIELENS_LAKE_URL``.
 
     Its name is the same on every lake. Airflow keeps one active Asset per name: after a change of
-    ``MOVIELENS_LAKE_URL`` the new URI becomes active when the scheduler's orphan check (every
-    ``[scheduler] parsing_cleanup_interval``) has retired the old one; a task run before then fails with
-    ``AirflowInactiveAssetInInletOrOutletException``."""
+    ``MOVIELENS_LAKE_URL`` the new URI of a task's outlet becomes active when the scheduler's orphan check
+    (every ``[scheduler] parsing_cleanup_interval``) has retired the old one, and a task run before then fails
+    with ``AirflowInactiveAssetInInletOrOutletException``. An Asset an alias announced is never retired, so
+    the validated and rejected files' are no task's inlet or outlet: only the alias announces them."""
     from airflow.sdk import Asset
 
     return Asset(name=f"movielens.{PRODUCTS[product].replace('/', '.')}", uri=asset_uri(product))

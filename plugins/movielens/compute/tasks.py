@@ -98,8 +98,9 @@ def spark_job(job: str = "daily.py", group_id: str = "spark") -> SparkJobTasks:
             emr.check_serverless(uploaded)
             return uploaded
 
-        @task(trigger_rule="none_failed_min_one_success", inlets=[lineage.asset(lineage.SPARK_JOB_INLET)],
-              outlets=[lineage.asset(p) for p in lineage.SPARK_JOB_PRODUCTS])
+        # No inlet: the validated files' Asset is announced through the routing alias, and Airflow never retires
+        # an Asset an alias announced, so after a change of lake a static inlet of it could never be active.
+        @task(trigger_rule="none_failed_min_one_success", outlets=[lineage.asset(p) for p in lineage.SPARK_JOB_PRODUCTS])
         def result(backend: str, ds=None, ti=None, outlet_events=None) -> dict:
             """Where the job ran: the backend, its run's id and page (when the backend has one). Whichever
             backend ran it, the job's lineage and its products' asset events of the date are told here."""
